@@ -1,0 +1,45 @@
+"""Training/validation samples from in-memory uint8 arrays, with reproducible augmentation.
+
+Each sample's augmentation is seeded from (seed, epoch, index), so a run gives the same batches whatever
+the number of DataLoader workers.
+"""
+import albumentations as A
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+class SegmentationArrays(Dataset):
+    def __init__(self, images: np.ndarray, masks: np.ndarray, transform: A.Compose, seed: int) -> None:
+        self.images = images
+        self.masks = masks
+        self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        self.transform.set_random_seed(sample_seed(self.seed, self.epoch, index))
+        sample = self.transform(image=self.images[index], mask=self.masks[index])
+        return sample["image"], sample["mask"].unsqueeze(0).float()
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
+def make_loader(
+    dataset: SegmentationArrays, batch_size: int, shuffle: bool, workers: int, seed: int, pin_memory: bool
+) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        generator=generator,
+        pin_memory=pin_memory,
+        persistent_workers=False,  # workers must see dataset.epoch, set before each epoch
+    )

@@ -1,0 +1,41 @@
+"""Device and numeric precision: CUDA when asked for (or `auto` and present), mixed precision on CUDA only.
+
+On CPUs without AVX-512/AMX, bf16 autocast is many times slower than fp32, so the CPU always runs fp32.
+On CUDA, bf16 where the GPU supports it (no loss scaling needed), else fp16 with a GradScaler.
+"""
+from dataclasses import dataclass
+
+import torch
+
+from carvana.errors import CarvanaError
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise CarvanaError(f"params: `train.device` is {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CarvanaError(f"params: `train.device` is {name!r} but CUDA is not available here; use auto or cpu")
+    return device
+
+
+@dataclass(frozen=True)
+class Precision:
+    device_type: str
+    dtype: torch.dtype | None  # None: full fp32
+
+    @classmethod
+    def choose(cls, device: torch.device, amp: bool) -> "Precision":
+        if not amp or device.type != "cuda":
+            return cls(device.type, None)
+        return cls(device.type, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+
+    @property
+    def needs_scaler(self) -> bool:
+        return self.dtype is torch.float16
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype is not None)

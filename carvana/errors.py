@@ -1,0 +1,23 @@
+"""One error type for bad input, and the entry-point wrapper that turns it into one clear line."""
+import sys
+from collections.abc import Callable, Sequence
+
+
+class CarvanaError(Exception):
+    """Bad input or environment: the message names the file or key and says how to fix it."""
+
+
+def list_some(items: Sequence[object], limit: int = 5) -> str:
+    """'a, b, c (and 7 more)': the first few offenders and a count, for error messages."""
+    shown = ", ".join(str(item) for item in items[:limit])
+    rest = len(items) - limit
+    return f"{shown} (and {rest} more)" if rest > 0 else shown
+
+
+def run_main(main: Callable[[], None]) -> None:
+    """Run a stage's main(); a CarvanaError exits 2 with its message instead of a traceback."""
+    try:
+        main()
+    except CarvanaError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,58 @@
+"""Stage evaluate: score the best checkpoint on the val cars, at the training resolution and at the
+photos' original resolution (probabilities upsampled, then thresholded: how Kaggle scored).
+
+Writes stages/evaluate/{metrics.json, per_image.tsv} and logs the scores into the model's MLflow run.
+"""
+import mlflow
+import torch
+
+from carvana import tracking
+from carvana.atomic import write_json, write_text
+from carvana.errors import run_main
+from carvana.imageio import read_mask
+from carvana.kaggle_layout import image_path, mask_path
+from carvana.metrics import ScoreAccumulator
+from carvana.params import flatten, load_params
+from carvana.paths import stage_dir
+from carvana.predict import Segmenter, upsample
+from carvana.preprocess import load_pairs
+from carvana.split_val import read_split
+
+
+def main() -> None:
+    params = load_params()
+    cfg = params.evaluate
+    segmenter = Segmenter(stage_dir("train") / "checkpoints" / "best.pt")
+    root = stage_dir("download")
+    ids = read_split("val")
+    images, masks = load_pairs([(image_path(root, i), mask_path(root, i)) for i in ids], segmenter.size)
+    probabilities = segmenter.probabilities(images, cfg.batch_size)
+
+    low_res = ScoreAccumulator()
+    low_res.add(probabilities > cfg.threshold, torch.from_numpy(masks).bool())
+    full_res = ScoreAccumulator()
+    for image_id, probability in zip(ids, probabilities):
+        truth = torch.from_numpy(read_mask(mask_path(root, image_id))).bool()
+        full_res.add((upsample(probability, tuple(truth.shape)) > cfg.threshold)[None], truth[None])
+
+    metrics = {**low_res.means(), **{f"{k}_full": v for k, v in full_res.means().items()}, "images": len(ids)}
+    out = stage_dir("evaluate")
+    write_json(out / "metrics.json", metrics)
+    write_text(out / "per_image.tsv", per_image_table(ids, low_res, full_res))
+    print("evaluate: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "images") + f" on {len(ids)} val images")
+
+    with tracking.continue_run(stage_dir("train") / tracking.RUN_FILE, "evaluate"):
+        mlflow.set_tags(flatten(cfg, "evaluate."))
+        mlflow.log_metrics({f"eval_{k}": v for k, v in metrics.items() if k != "images"})
+        mlflow.log_artifact(str(out / "per_image.tsv"), artifact_path="evaluate")
+
+
+def per_image_table(ids: list[str], low_res: ScoreAccumulator, full_res: ScoreAccumulator) -> str:
+    low, full = low_res.per_image(), full_res.per_image()
+    lines = ["id\tdice\tdice_full\tiou_full"]
+    lines += [f"{i}\t{d:.6f}\t{df:.6f}\t{jf:.6f}" for i, d, df, jf in zip(ids, low["dice"], full["dice"], full["iou"])]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,78 @@
+"""Stage render_masks: predicted masks in Kaggle format at each photo's original size, overlays that
+show the errors, and a contact sheet of the worst cases by dice.
+
+Renders the val photos by default, or every photo in the folder named by `render_masks.images`.
+Writes stages/render_masks/{masks/<id>_mask.gif, overlays/<id>.png, worst_cases.png}.
+"""
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import torch
+
+from carvana import tracking
+from carvana.atomic import atomic_dir, atomic_write
+from carvana.errors import CarvanaError, list_some, run_main
+from carvana.imageio import mask_image, read_image, read_mask
+from carvana.kaggle_layout import image_path, mask_path
+from carvana.metrics import per_image_scores
+from carvana.params import flatten, load_params
+from carvana.paths import stage_dir
+from carvana.predict import Segmenter, upsample
+from carvana.preprocess import load_photo
+from carvana.split_val import read_split
+from carvana.visualize import contact_sheet, overlay, resize_to_width
+from PIL import Image
+
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+def main() -> None:
+    params = load_params()
+    cfg = params.render_masks
+    segmenter = Segmenter(stage_dir("train") / "checkpoints" / "best.pt")
+    photos = photos_to_render(cfg.images)
+    out = stage_dir("render_masks")
+    results: list[tuple[str, float | None, np.ndarray]] = []
+    with atomic_dir(out / "masks") as masks_dir, atomic_dir(out / "overlays") as overlays_dir:
+        for image_id, photo_path, truth_path in photos:
+            photo = read_image(photo_path)
+            probability = segmenter.probabilities(load_photo(photo_path, segmenter.size)[None])[0]
+            pred = (upsample(probability, photo.shape[:2]) > cfg.threshold).numpy().astype(np.uint8)
+            mask_image(pred).save(masks_dir / f"{image_id}_mask.gif", format="GIF")
+            truth = read_mask(truth_path) if truth_path else None
+            dice = float(per_image_scores(torch.from_numpy(pred)[None], torch.from_numpy(truth)[None])["dice"][0]) if truth is not None else None
+            picture = resize_to_width(overlay(photo, pred, truth), cfg.overlay_width)
+            Image.fromarray(picture).save(overlays_dir / f"{image_id}.png")
+            results.append((image_id, dice, picture))
+    sheet = worst_cases_sheet(results, cfg.worst_cases)
+    atomic_write(out / "worst_cases.png", lambda tmp: sheet.save(tmp, format="PNG"))
+    print(f"render_masks: {len(results)} masks and overlays -> {out}")
+
+    with tracking.continue_run(stage_dir("train") / tracking.RUN_FILE, "render_masks"):
+        mlflow.set_tags(flatten(cfg, "render_masks."))
+        mlflow.log_artifacts(str(out / "overlays"), artifact_path="render_masks/overlays")
+        mlflow.log_artifact(str(out / "worst_cases.png"), artifact_path="render_masks")
+
+
+def photos_to_render(folder: str | None) -> list[tuple[str, Path, Path | None]]:
+    """(id, photo, truth mask or None) for the val photos, or for every photo in `folder`."""
+    if folder is None:
+        root = stage_dir("download")
+        return [(i, image_path(root, i), mask_path(root, i)) for i in read_split("val")]
+    path = Path(folder).expanduser()
+    photos = sorted(p for p in path.glob("*") if p.suffix.lower() in PHOTO_SUFFIXES) if path.is_dir() else []
+    if not photos:
+        raise CarvanaError(f"params: `render_masks.images` is {folder!r}, which holds no .jpg/.jpeg/.png photos")
+    return [(p.stem, p, None) for p in photos]
+
+
+def worst_cases_sheet(results: list[tuple[str, float | None, np.ndarray]], count: int) -> Image.Image:
+    """The lowest-dice overlays (the first ones when there is no truth to score against)."""
+    scored = sorted(results, key=lambda r: r[1] if r[1] is not None else 0.0)
+    tiles = [(picture, f"{image_id}  dice {dice:.4f}" if dice is not None else image_id) for image_id, dice, picture in scored[:count]]
+    return contact_sheet(tiles)
+
+
+if __name__ == "__main__":
+    run_main(main)

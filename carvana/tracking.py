@@ -1,0 +1,119 @@
+"""MLflow: the store (SQLite under <repo>/mlruns unless MLFLOW_TRACKING_URI says otherwise), the
+experiment, and the one run per trained model that train opens and evaluate/render_masks continue."""
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+
+from carvana.atomic import write_json
+from carvana.paths import project_root, workspace_root
+
+EXPERIMENT = "carvana"
+RUN_FILE = "mlflow_run.json"
+
+
+def tracking_uri() -> str:
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    store = project_root() / "mlruns"
+    store.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def artifact_location() -> str | None:
+    """Absolute artifact folder for the local store; a remote server decides its own."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return None
+    return (project_root() / "mlruns" / "artifacts").as_uri()
+
+
+def setup() -> str:
+    """Point MLflow at the store and return the experiment id, creating the experiment if needed.
+
+    The experiment is created here with an absolute artifact location: left to MLflow, the first run made
+    inside a DVC temp copy would pin the artifacts into that copy, which DVC deletes.
+    """
+    mlflow.set_tracking_uri(tracking_uri())
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            experiment_id = mlflow.create_experiment(name, artifact_location=artifact_location())
+        except MlflowException:  # created meanwhile by a parallel run
+            experiment_id = mlflow.get_experiment_by_name(name).experiment_id
+    else:
+        experiment_id = experiment.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def run_tags(stage: str) -> dict[str, str]:
+    tags = {"stage": stage, "git.commit": git_commit()}
+    for env, tag in (("DVC_EXP_NAME", "dvc.exp_name"), ("DVC_EXP_BASELINE_REV", "dvc.baseline_rev")):
+        if os.environ.get(env):
+            tags[tag] = os.environ[env]
+    return {key: value for key, value in tags.items() if value}
+
+
+def package_dir() -> str:
+    """The carvana package folder, shipped with logged models so they load without this repo."""
+    return str(Path(__file__).parent)
+
+
+def git_commit() -> str:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=workspace_root(), capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return result.stdout.strip()
+
+
+@contextmanager
+def training_run(params: dict[str, Any]) -> Iterator[Run]:
+    """Open the model's run, named after the DVC experiment when there is one."""
+    setup()
+    mlflow.enable_system_metrics_logging()
+    mlflow.set_system_metrics_sampling_interval(5)
+    with mlflow.start_run(run_name=os.environ.get("DVC_EXP_NAME"), tags=run_tags("train")) as run:
+        mlflow.log_params(params)
+        yield run
+
+
+def write_run_file(path: Path, run: Run) -> None:
+    write_json(path, {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id})
+
+
+@contextmanager
+def continue_run(run_file: Path, stage: str) -> Iterator[Run]:
+    """Reopen the run that trained the model, so one run holds train, evaluate and render_masks.
+
+    When the store lacks it (outputs restored from a DVC cache or remote on another machine), a new run
+    is started and tagged with the origin run id instead of failing.
+    """
+    setup()
+    origin = json.loads(run_file.read_text())["run_id"]
+    if run_exists(origin):
+        with mlflow.start_run(run_id=origin) as run:
+            mlflow.set_tag(f"{stage}.git.commit", git_commit())
+            yield run
+        return
+    tags = {**run_tags(stage), "origin_run_id": origin}
+    with mlflow.start_run(run_name=os.environ.get("DVC_EXP_NAME"), tags=tags) as run:
+        yield run
+
+
+def run_exists(run_id: str) -> bool:
+    try:
+        mlflow.get_run(run_id)
+    except MlflowException:
+        return False
+    return True

@@ -1,0 +1,178 @@
+"""Stage train: fit the U-Net on the train cars, score it on the val cars after every epoch.
+
+Writes stages/train/{checkpoints/{best,last}.pt, metrics.json, plots/*.tsv, mlflow_run.json} and records
+params, per-epoch metrics, prediction panels, checkpoints and the model in one MLflow run.
+"""
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import torch
+from mlflow.models import infer_signature
+from torch import nn
+from tqdm import tqdm
+
+from carvana import tracking
+from carvana.atomic import atomic_dir, write_json
+from carvana.augment import eval_transform, train_transform
+from carvana.checkpoint import save_checkpoint
+from carvana.data import SegmentationArrays, make_loader
+from carvana.device import Precision, resolve_device
+from carvana.errors import CarvanaError, run_main
+from carvana.kaggle_layout import image_path, mask_path
+from carvana.losses import LOSSES, Loss
+from carvana.metrics import ScoreAccumulator
+from carvana.model import UNet, count_parameters
+from carvana.params import Params, flatten, load_params
+from carvana.paths import stage_dir
+from carvana.preprocess import load_pairs
+from carvana.split_val import read_split
+from carvana.visualize import panels
+
+PLOTS = {"loss": ("train_loss", "val_loss"), "dice": ("val_dice",), "iou": ("val_iou",), "accuracy": ("val_accuracy",)}
+
+
+def main() -> None:
+    params = load_params()
+    cfg = params.train
+    torch.manual_seed(params.seed)
+    device = resolve_device(cfg.device)
+    precision = Precision.choose(device, cfg.amp)
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+
+    size = (cfg.image_height, cfg.image_width)
+    train_set = SegmentationArrays(*load_split("train", size), train_transform(cfg.augment), params.seed)
+    val_set = SegmentationArrays(*load_split("val", size), eval_transform(), params.seed)
+    loader_args = dict(batch_size=cfg.batch_size, workers=cfg.num_workers, seed=params.seed, pin_memory=device.type == "cuda")
+    train_loader = make_loader(train_set, shuffle=True, **loader_args)
+    val_loader = make_loader(val_set, shuffle=False, **loader_args)
+
+    model_config = {"in_channels": 3, "out_channels": 1, "features": list(cfg.model.features)}
+    model = UNet(**model_config).to(device, memory_format=memory_format(device))
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_scaler)
+    loss_fn = LOSSES[cfg.loss]
+    print(f"train: {len(train_set)} train / {len(val_set)} val images at {size[0]}x{size[1]}, "
+          f"{count_parameters(model):,} parameters, {device}, {precision.dtype or torch.float32}")
+
+    logged_params = {"seed": params.seed, **flatten(params.download, "download."),
+                     **flatten(params.split_val, "split_val."), **flatten(cfg, "train.")}
+    checkpoint_meta = {"model_config": model_config, "image_size": list(size), "params": asdict(params)}
+    out = stage_dir("train")
+    history: list[dict[str, float]] = []
+    with tracking.training_run(logged_params) as run:
+        with atomic_dir(out / "checkpoints") as checkpoints:
+            for epoch in range(1, cfg.epochs + 1):
+                train_set.epoch = epoch
+                train_loss = train_epoch(model, train_loader, optimizer, scaler, loss_fn, device, precision, epoch)
+                val_scores, val_preds = validate(model, val_loader, loss_fn, device, precision)
+                row = {"epoch": epoch, "train_loss": train_loss, **{f"val_{k}": v for k, v in val_scores.items()}}
+                history.append(row)
+                mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
+                log_panels(val_set, val_preds, cfg.panels_per_epoch, epoch)
+                state = {**checkpoint_meta, "epoch": epoch, "metrics": row, "model": model.state_dict(),
+                         "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}
+                save_checkpoint(checkpoints / "last.pt", state)
+                if row["val_dice"] >= max(r["val_dice"] for r in history):
+                    save_checkpoint(checkpoints / "best.pt", state)
+                print(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"))
+            mlflow.log_artifacts(str(checkpoints), artifact_path="checkpoints")
+        best = max(history, key=lambda r: r["val_dice"])
+        write_outputs(history, best, run)
+        log_model(model, out / "checkpoints" / "best.pt", size, device)
+
+
+def load_split(name: str, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    root = stage_dir("download")
+    ids = read_split(name)
+    return load_pairs([(image_path(root, i), mask_path(root, i)) for i in ids], size)
+
+
+def memory_format(device: torch.device) -> torch.memory_format:
+    # channels_last makes cuDNN's tensor-core convolutions faster; on the CPU it brings nothing here.
+    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+
+
+def train_epoch(
+    model: nn.Module, loader: torch.utils.data.DataLoader, optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler, loss_fn: Loss, device: torch.device, precision: Precision, epoch: int,
+) -> float:
+    model.train()
+    total, count = 0.0, 0
+    progress = tqdm(loader, desc=f"epoch {epoch}", leave=False)
+    for images, masks in progress:
+        images = images.to(device, non_blocking=True, memory_format=memory_format(device))
+        masks = masks.to(device, non_blocking=True)
+        with precision.autocast():
+            loss = loss_fn(model(images), masks)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise CarvanaError(f"train: loss became {value} at epoch {epoch}; lower `train.lr` and re-run")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        total += value * len(images)
+        count += len(images)
+        progress.set_postfix(loss=f"{total / count:.4f}")
+    return total / count
+
+
+@torch.no_grad()
+def validate(
+    model: nn.Module, loader: torch.utils.data.DataLoader, loss_fn: Loss, device: torch.device, precision: Precision,
+) -> tuple[dict[str, float], np.ndarray]:
+    """Mean loss and per-image scores over the val set, and the predicted masks (uint8, N x H x W)."""
+    model.eval()
+    scores = ScoreAccumulator()
+    total, preds = 0.0, []
+    for images, masks in loader:
+        images = images.to(device, non_blocking=True, memory_format=memory_format(device))
+        masks = masks.to(device, non_blocking=True)
+        with precision.autocast():
+            logits = model(images)
+        total += loss_fn(logits.float(), masks).item() * len(images)
+        pred = logits.float() > 0
+        scores.add(pred, masks.bool())
+        preds.append(pred[:, 0].to(torch.uint8).cpu().numpy())
+    return {"loss": total / len(loader.dataset), **scores.means()}, np.concatenate(preds)
+
+
+def log_panels(val_set: SegmentationArrays, preds: np.ndarray, count: int, epoch: int) -> None:
+    if count:
+        picks = np.linspace(0, len(val_set) - 1, min(count, len(val_set))).round().astype(int)
+        grid = panels(val_set.images[picks], val_set.masks[picks], preds[picks])
+        mlflow.log_image(grid, key="val_panels", step=epoch)
+
+
+def write_outputs(history: list[dict[str, float]], best: dict[str, float], run: mlflow.ActiveRun) -> None:
+    out = stage_dir("train")
+    write_json(out / "metrics.json", {"best_epoch": int(best["epoch"]), **{k: v for k, v in best.items() if k != "epoch"}})
+    with atomic_dir(out / "plots") as plots:
+        for name, columns in PLOTS.items():
+            lines = ["\t".join(("epoch", *columns))]
+            lines += ["\t".join([str(int(r["epoch"])), *(f"{r[c]:.6f}" for c in columns)]) for r in history]
+            (plots / f"{name}.tsv").write_text("\n".join(lines) + "\n")
+    tracking.write_run_file(out / tracking.RUN_FILE, run)
+    mlflow.log_metrics({f"best_{k}": v for k, v in best.items() if k != "epoch"})
+
+
+def log_model(model: nn.Module, best_checkpoint: Path, size: tuple[int, int], device: torch.device) -> None:
+    """The best weights as an MLflow PyTorch model, with a signature from a real input example."""
+    state = torch.load(best_checkpoint, map_location=device, weights_only=True)
+    model.load_state_dict(state["model"])
+    model.eval()
+    example = np.zeros((1, 3, *size), dtype=np.float32)
+    with torch.no_grad():
+        output = model(torch.from_numpy(example).to(device)).cpu().numpy()
+    mlflow.pytorch.log_model(
+        model.cpu(), name="model", input_example=example, signature=infer_signature(example, output),
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"],
+        code_paths=[tracking.package_dir()],
+    )
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,43 @@
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from carvana.imageio import mask_image
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+
+def write_pair(root: Path, image_id: str, size: tuple[int, int] = (48, 64), seed: int = 0) -> None:
+    """A small photo/mask pair in Kaggle layout: a bright box (the 'car') on a dark background."""
+    height, width = size
+    mask = np.zeros(size, dtype=np.uint8)
+    mask[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4] = 1
+    rng = np.random.default_rng(seed)
+    photo = (mask[..., None] * 180 + rng.integers(0, 40, (height, width, 3))).astype(np.uint8)
+    (root / "train").mkdir(parents=True, exist_ok=True)
+    (root / "train_masks").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(photo).save(root / "train" / f"{image_id}.jpg", quality=95)
+    mask_image(mask).save(root / "train_masks" / f"{image_id}_mask.gif", format="GIF")
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    """3 cars x 2 views of tiny pairs."""
+    root = tmp_path / "data"
+    for car in ("0aaaaaaaaaaa", "0bbbbbbbbbbb", "0ccccccccccc"):
+        for view in (1, 2):
+            write_pair(root, f"{car}_{view:02d}")
+    return root
+
+
+@pytest.fixture
+def repo_params() -> dict:
+    import yaml
+
+    return yaml.safe_load((REPO / "params.yaml").read_text())

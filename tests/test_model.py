@@ -1,0 +1,19 @@
+import torch
+
+from carvana.model import UNet, count_parameters
+
+
+def test_seed_unet_has_the_tutorials_parameter_count():
+    assert count_parameters(UNet(in_channels=3, out_channels=1, features=(64, 128, 256, 512))) == 31_037_633
+
+
+def test_output_matches_odd_input_sizes():
+    model = UNet(features=(8, 16, 32, 64)).eval()
+    for height, width in [(161, 161), (96, 144), (33, 47)]:
+        with torch.no_grad():
+            assert model(torch.randn(2, 3, height, width)).shape == (2, 1, height, width)
+
+
+def test_width_is_configurable():
+    assert count_parameters(UNet(features=(16, 32, 64, 128))) < count_parameters(UNet(features=(32, 64, 128, 256)))
+    assert len(UNet(features=(8, 16, 32)).downs) == 3
