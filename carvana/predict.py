@@ -21,7 +21,7 @@ class Segmenter:
         """(N, H, W, 3) uint8 photos at self.size -> (N, H, W) float32 car probabilities, on the CPU."""
         chunks = []
         for start in range(0, len(images), batch_size):
-            batch = torch.from_numpy(images[start : start + batch_size]).to(self.device)
+            batch = torch.tensor(images[start : start + batch_size], device=self.device)
             batch = batch.permute(0, 3, 1, 2).float().div_(255)
             chunks.append(torch.sigmoid(self.model(batch))[:, 0].float().cpu())
         return torch.cat(chunks)

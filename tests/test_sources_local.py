@@ -1,59 +1,46 @@
 """fetch_local / extract_zip: Kaggle-layout folders and zips in, only photos and masks out, unsafe zips refused."""
-import io
 import stat
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from carvana.errors import CarvanaError
-from carvana.imageio import mask_image
 from carvana.sources.local import extract_zip, fetch_local
 
-IDS = ("0cdf5b5d0ce1_01", "0cdf5b5d0ce1_02")
-DATASET = [f"train/{i}.jpg" for i in IDS] + [f"train_masks/{i}_mask.gif" for i in IDS]
 # Files a real folder may also hold; none of them may be copied.
-CLUTTER = ["train/notes.txt", "train/._0cdf5b5d0ce1_01.jpg", "train_masks/preview.png", "README.md"]
+CLUTTER = {
+    "train/notes.txt": b"notes",
+    "train/._0aaaaaaaaaaa_01.jpg": b"macOS resource fork",
+    "train_masks/preview.png": b"png",
+    "README.md": b"readme",
+}
 
 
-def photo_bytes() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (8, 6), (200, 30, 30)).save(buffer, format="JPEG")
-    return buffer.getvalue()
+def files(root: Path) -> dict[str, bytes]:
+    """Relative path -> bytes of every file under root."""
+    return {str(path.relative_to(root)): path.read_bytes() for path in root.rglob("*") if path.is_file()}
 
 
-def mask_bytes() -> bytes:
-    buffer = io.BytesIO()
-    mask_image(np.eye(6, 8, dtype=np.uint8)).save(buffer, format="GIF")
-    return buffer.getvalue()
-
-
-def contents() -> dict[str, bytes]:
-    """Relative path -> bytes of a tiny dataset in Kaggle layout plus clutter."""
-    photo, mask = photo_bytes(), mask_bytes()
-    files = {name: photo if name.endswith(".jpg") else mask for name in DATASET}
-    return files | {name: b"clutter" for name in CLUTTER}
-
-
-def write_folder(root: Path, files: dict[str, bytes]) -> Path:
-    for name, data in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(data)
-    return root
-
-
-def write_zip(archive: Path, files: dict[str, bytes], prefix: str = "") -> Path:
-    archive.parent.mkdir(parents=True, exist_ok=True)
+def write_zip(archive: Path, entries: dict[str, bytes], prefix: str = "") -> Path:
     with zipfile.ZipFile(archive, "w") as bundle:
-        for name, data in files.items():
+        for name, data in entries.items():
             bundle.writestr(prefix + name, data)
     return archive
 
 
-def listing(root: Path) -> list[str]:
-    return sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.is_file())
+@pytest.fixture
+def photos_and_masks(dataset: Path) -> dict[str, bytes]:
+    """What a fetch must produce: the dataset's files without the clutter."""
+    return {name: data for name, data in files(dataset).items() if name not in CLUTTER}
+
+
+@pytest.fixture
+def source(dataset: Path) -> Path:
+    """The shared tiny dataset in Kaggle layout, cluttered like a real download folder."""
+    for name, data in CLUTTER.items():
+        (dataset / name).write_bytes(data)
+    return dataset
 
 
 @pytest.fixture
@@ -63,39 +50,41 @@ def target(tmp_path: Path) -> Path:
     return folder
 
 
-def test_folder_copies_only_photos_and_masks(tmp_path: Path, target: Path) -> None:
-    source = write_folder(tmp_path / "kaggle", contents())
+def test_folder_copies_only_photos_and_masks(
+    photos_and_masks: dict[str, bytes], source: Path, target: Path
+) -> None:
     fetch_local(source, target)
-    assert listing(target) == sorted(DATASET)
-    assert all((target / name).read_bytes() == (source / name).read_bytes() for name in DATASET)
+    assert files(target) == photos_and_masks
 
 
-def test_folder_with_the_two_kaggle_zips(tmp_path: Path, target: Path) -> None:
-    files = contents()
+def test_folder_with_the_two_kaggle_zips(
+    photos_and_masks: dict[str, bytes], source: Path, tmp_path: Path, target: Path
+) -> None:
+    zips = tmp_path / "zips"
+    zips.mkdir()
     for folder in ("train", "train_masks"):
-        inside = {name: data for name, data in files.items() if name.startswith(f"{folder}/")}
-        write_zip(tmp_path / "kaggle" / f"{folder}.zip", inside)
-    fetch_local(tmp_path / "kaggle", target)
-    assert listing(target) == sorted(DATASET)
+        inside = {name: data for name, data in files(source).items() if name.startswith(f"{folder}/")}
+        write_zip(zips / f"{folder}.zip", inside)
+    fetch_local(zips, target)
+    assert files(target) == photos_and_masks
 
 
 @pytest.mark.parametrize("prefix", ["", "carvana/"])
-def test_single_zip_at_top_or_under_one_folder(tmp_path: Path, target: Path, prefix: str) -> None:
-    fetch_local(write_zip(tmp_path / "carvana.zip", contents(), prefix), target)
-    assert listing(target) == sorted(DATASET)
-    assert (target / DATASET[0]).read_bytes() == photo_bytes()
-
-
-@pytest.mark.parametrize("spelling", ["data/kaggle", "~/kaggle"])
-def test_relative_paths_start_at_cwd_and_tilde_is_home(
-    tmp_path: Path, target: Path, monkeypatch: pytest.MonkeyPatch, spelling: str
+def test_single_zip_at_top_or_under_one_folder(
+    photos_and_masks: dict[str, bytes], source: Path, tmp_path: Path, target: Path, prefix: str
 ) -> None:
-    write_folder(tmp_path / "repo" / "data" / "kaggle", contents())
-    write_folder(tmp_path / "home" / "kaggle", contents())
-    monkeypatch.chdir(tmp_path / "repo")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    fetch_local(Path(spelling), target)
-    assert listing(target) == sorted(DATASET)
+    fetch_local(write_zip(tmp_path / "carvana.zip", files(source), prefix), target)
+    assert files(target) == photos_and_masks
+
+
+@pytest.mark.parametrize("spelling", ["{name}", "~/{name}"])
+def test_relative_paths_start_at_cwd_and_tilde_is_home(
+    photos_and_masks: dict[str, bytes], source: Path, target: Path, monkeypatch: pytest.MonkeyPatch, spelling: str
+) -> None:
+    monkeypatch.chdir(source.parent)
+    monkeypatch.setenv("HOME", str(source.parent))
+    fetch_local(Path(spelling.format(name=source.name)), target)
+    assert files(target) == photos_and_masks
 
 
 def symlink_entry(name: str) -> zipfile.ZipInfo:
@@ -108,31 +97,35 @@ ESCAPING = ["../evil.jpg", "/abs.jpg", "train/..\\..\\evil.jpg", symlink_entry("
 
 
 @pytest.mark.parametrize("entry", ESCAPING)
-def test_escaping_entries_refuse_the_whole_zip(tmp_path: Path, target: Path, entry: str | zipfile.ZipInfo) -> None:
-    archive = write_zip(tmp_path / "carvana.zip", contents())
+def test_escaping_entries_refuse_the_whole_zip(
+    source: Path, tmp_path: Path, target: Path, entry: str | zipfile.ZipInfo
+) -> None:
+    archive = write_zip(tmp_path / "carvana.zip", files(source))
     with zipfile.ZipFile(archive, "a") as bundle:
         bundle.writestr(entry, b"/etc/passwd")
     name = entry if isinstance(entry, str) else entry.filename
     with pytest.raises(CarvanaError, match="refusing to extract") as error:
         extract_zip(archive, target)
     assert str(archive) in str(error.value) and name in str(error.value)
-    assert listing(tmp_path) == ["carvana.zip"]
+    assert files(target) == {} and not (tmp_path / "evil.jpg").exists()
 
 
-def flip_photo_byte(archive: Path) -> None:
-    """Corrupt the first stored photo, so the zip opens but fails its CRC check on reading."""
-    data = archive.read_bytes()
-    at = data.index(photo_bytes()) + 100
-    archive.write_bytes(data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :])
+def flip_byte_of(archive: Path, data: bytes) -> None:
+    """Corrupt the stored copy of data, so the zip opens but fails its CRC check on reading."""
+    raw = archive.read_bytes()
+    at = raw.index(data) + len(data) // 2
+    archive.write_bytes(raw[:at] + bytes([raw[at] ^ 0xFF]) + raw[at + 1 :])
 
 
 @pytest.mark.parametrize("damage", ["not a zip", "bad crc"])
-def test_corrupt_zip_is_named(tmp_path: Path, target: Path, damage: str) -> None:
+def test_corrupt_zip_is_named(
+    photos_and_masks: dict[str, bytes], tmp_path: Path, target: Path, damage: str
+) -> None:
     archive = tmp_path / "carvana.zip"
     if damage == "not a zip":
         archive.write_bytes(b"this is not a zip file")
     else:
-        flip_photo_byte(write_zip(archive, contents()))
+        flip_byte_of(write_zip(archive, photos_and_masks), next(iter(photos_and_masks.values())))
     with pytest.raises(CarvanaError, match="corrupt or not a zip") as error:
         fetch_local(archive, target)
     assert str(archive) in str(error.value)
@@ -149,9 +142,9 @@ def test_missing_source_says_what_to_set(tmp_path: Path, target: Path) -> None:
 @pytest.mark.parametrize(
     ("packing", "names", "missing"),
     [
-        ("folder", ["train/0cdf5b5d0ce1_01.jpg"], "train_masks/"),
-        ("folder", ["images/0cdf5b5d0ce1_01.jpg"], "train/ or train_masks/"),
-        ("zip", ["train/0cdf5b5d0ce1_01.jpg"], "train_masks/"),
+        ("folder", ["train/x.jpg"], "train_masks/"),
+        ("folder", ["images/x.jpg"], "train/ or train_masks/"),
+        ("zip", ["train/x.jpg"], "train_masks/"),
         # Deeper than one top-level folder is not looked into.
         ("zip", ["a/b/train/x.jpg", "a/b/train_masks/x_mask.gif"], "train/ or train_masks/"),
     ],
@@ -159,8 +152,13 @@ def test_missing_source_says_what_to_set(tmp_path: Path, target: Path) -> None:
 def test_wrong_layout_names_what_is_missing(
     tmp_path: Path, target: Path, packing: str, names: list[str], missing: str
 ) -> None:
-    layout = dict.fromkeys(names, b"x")
-    source = write_folder(tmp_path / "source", layout) if packing == "folder" else write_zip(tmp_path / "s.zip", layout)
+    if packing == "zip":
+        source = write_zip(tmp_path / "source.zip", dict.fromkeys(names, b"x"))
+    else:
+        source = tmp_path / "source"
+        for name in names:
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            (source / name).write_bytes(b"x")
     with pytest.raises(CarvanaError) as error:
         fetch_local(source, target)
     message = str(error.value)

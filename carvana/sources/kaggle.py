@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 COMPETITION = "carvana-image-masking-challenge"
 FILES = ("train.zip", "train_masks.zip")
 RULES_URL = f"https://www.kaggle.com/competitions/{COMPETITION}/rules"
+NEW_TOKEN = "create an API token at https://www.kaggle.com/settings (Settings → API → Create New Token)"
 LOCAL_FALLBACK = (
     f"download {' and '.join(FILES)} from https://www.kaggle.com/competitions/{COMPETITION}/data "
     "and set download.source in params.yaml to the folder holding them"
@@ -25,8 +26,8 @@ LOCAL_FALLBACK = (
 
 def fetch_kaggle(target: Path) -> None:
     """Download the training photos and masks of the competition and extract them into target."""
-    credentials = _credentials()
-    # Importing the kaggle package authenticates (and exits on missing credentials), so only after the check.
+    credentials = _credentials_origin()
+    # Importing the kaggle package authenticates (OSError without credentials), so only after our own check.
     from kaggle.api.kaggle_api_extended import KaggleApi
 
     api = KaggleApi()
@@ -37,18 +38,17 @@ def fetch_kaggle(target: Path) -> None:
             extract_zip(Path(downloads) / name, target)
 
 
-def _credentials() -> str:
+def _credentials_origin() -> str:
     """Where the kaggle client will find the API token (for messages); CarvanaError if it will find none."""
-    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
+    # Same order as the client: both variables set (even if empty) win over kaggle.json.
+    if "KAGGLE_USERNAME" in os.environ and "KAGGLE_KEY" in os.environ:
         return "KAGGLE_USERNAME/KAGGLE_KEY"
     config = _config_file()
     if not config.is_file():
         raise CarvanaError(
             f"download.source=kaggle needs Kaggle API credentials, but KAGGLE_USERNAME/KAGGLE_KEY are not set "
-            f"and {config} does not exist. Create an API token at https://www.kaggle.com/settings "
-            f"(Settings → API → Create New Token), save the downloaded kaggle.json as {config} and run "
-            f"`chmod 600 {config}`, or export KAGGLE_USERNAME and KAGGLE_KEY; "
-            f"or {LOCAL_FALLBACK}."
+            f"and {config} does not exist. To fix, {NEW_TOKEN}, save the downloaded kaggle.json as {config} "
+            f"and run `chmod 600 {config}`, or export KAGGLE_USERNAME and KAGGLE_KEY; or {LOCAL_FALLBACK}."
         )
     try:
         token = json.loads(config.read_text())
@@ -56,8 +56,8 @@ def _credentials() -> str:
             raise ValueError('it lacks "username" or "key"')
     except (ValueError, AttributeError) as error:
         raise CarvanaError(
-            f"{config}: not a Kaggle API token ({error}). Create a new token at https://www.kaggle.com/settings "
-            f"(Settings → API → Create New Token) and save the downloaded kaggle.json there."
+            f"{config}: not a Kaggle API token ({error}). To fix, {NEW_TOKEN} and save the downloaded "
+            "kaggle.json there."
         ) from error
     return str(config)
 
@@ -86,16 +86,16 @@ def _download(api: "KaggleApi", name: str, folder: Path, credentials: str) -> No
 
 
 def _refused(error: requests.HTTPError, name: str, credentials: str) -> CarvanaError:
+    """The CarvanaError for an HTTP error status from Kaggle or its file storage."""
     status = error.response.status_code if error.response is not None else None
     if status == 401:
         return CarvanaError(
             f"Kaggle rejected the API credentials from {credentials} (HTTP 401) while downloading {name}. "
-            "Create a new token at https://www.kaggle.com/settings (Settings → API → Create New Token) "
-            "and replace the old one."
+            f"To fix, {NEW_TOKEN} and replace the old one."
         )
     if status == 403:
         return CarvanaError(
-            f"Kaggle refused {name} (HTTP 403): the account from {credentials} has not accepted the competition "
-            f"rules. Accept them at {RULES_URL} while signed in with that account, then re-run."
+            f"Kaggle refused {name} (HTTP 403): the account from {credentials} has most likely not accepted the "
+            f"competition rules. Accept them at {RULES_URL} while signed in with that account, then re-run."
         )
     return CarvanaError(f"Kaggle failed to send {name} ({error}); try again later, or {LOCAL_FALLBACK}.")

@@ -72,7 +72,7 @@ def _is_dataset_file(folder: str, name: str) -> bool:
 
 
 def _escapes(entry: zipfile.ZipInfo) -> bool:
-    """Absolute paths, drive letters, '..' components (with either slash) and symlinks."""
+    """Whether an entry could write outside target: absolute path, drive letter, '..' (either slash), symlink."""
     path = PureWindowsPath(entry.filename)
     return bool(path.anchor) or ".." in path.parts or stat.S_ISLNK(entry.external_attr >> 16)
 

@@ -4,6 +4,7 @@ Each car is a few convex solids (lower body, cabin, four wheels) plus flat detai
 seen by a fixed studio camera while a turntable rotates the car 22.5 degrees per view. The car's
 polygons are drawn once into an RGBA layer whose alpha is the mask, so mask and photo always agree.
 """
+import functools
 import math
 import os
 from collections.abc import Callable
@@ -52,6 +53,7 @@ FOCAL = 1.75  # focal length in units of the (Carvana-shaped) frame width
 WALL_DISTANCE = 5.0  # metres behind the turntable where the floor meets the wall
 SHADOW_STRENGTH = 0.5
 NOISE = 2.5  # pixel noise, grey levels
+NEAR_FLANK = 0.2  # cosine between a flank's normal and the camera beyond which its wheels cover the body
 
 
 @dataclass(frozen=True)
@@ -126,8 +128,9 @@ class Job:
     car_id: str
     car: Car
     studio: Studio
+    seed: int
+    index: int  # of the car; (seed, index, view) seeds everything random in this photo
     view: int
-    stream: tuple[int, int, int]  # (seed, car index, view): everything random in this photo comes from here
     width: int
     height: int
     jpeg_quality: int
@@ -143,10 +146,13 @@ def generate(
     workers: int | None = None,
 ) -> None:
     """Write target/train/<car>_<NN>.jpg (RGB JPEG) and target/train_masks/<car>_<NN>_mask.gif (palette GIF, indices 0/1) for `cars` cars x 16 views."""
-    validate(cars=(cars, 1, None), width=(width, 32, None), height=(height, 32, None), seed=(seed, 0, None),
-             jpeg_quality=(jpeg_quality, 1, 100), workers=(os.cpu_count() if workers is None else workers, 1, None))
+    limits = {"cars": (cars, 1, None), "width": (width, 32, None), "height": (height, 32, None),
+              "seed": (seed, 0, None), "jpeg_quality": (jpeg_quality, 1, 100)}
+    if workers is not None:
+        limits["workers"] = (workers, 1, None)
+    validate(limits)
     jobs = [
-        Job(Path(target), car_id, sample_car(seed, index), sample_studio(seed, index), view, (seed, index, view),
+        Job(Path(target), car_id, sample_car(seed, index), sample_studio(seed, index), seed, index, view,
             width, height, jpeg_quality)
         for index, car_id in enumerate(car_ids(seed, cars))
         for view in range(1, VIEWS_PER_CAR + 1)
@@ -160,9 +166,9 @@ def generate(
         list(pool.map(write_pair, jobs, chunksize=4))
 
 
-def validate(**params: tuple[object, int, int | None]) -> None:
+def validate(limits: dict[str, tuple[object, int, int | None]]) -> None:
     """Each param is (value, lowest, highest or None); a bad one raises CarvanaError naming its key."""
-    for name, (value, low, high) in params.items():
+    for name, (value, low, high) in limits.items():
         in_range = isinstance(value, int) and not isinstance(value, bool) and value >= low
         if not in_range or (high is not None and value > high):
             allowed = f"an integer >= {low}" if high is None else f"an integer in {low}..{high}"
@@ -219,8 +225,7 @@ def sample_studio(seed: int, index: int) -> Studio:
 
 
 def write_pair(job: Job) -> None:
-    seed, index, view = job.stream
-    rng = stream(seed, VIEW_STREAM, index, view)
+    rng = stream(job.seed, VIEW_STREAM, job.index, job.view)
     photo, mask = render(job.car, job.studio, job.view, rng, job.width, job.height)
     name = image_id(job.car_id, job.view)
     atomic_write(
@@ -235,15 +240,13 @@ def render(car: Car, studio: Studio, view: int, rng: np.random.Generator, width:
     """The photo (H, W, 3 uint8) and its mask (H, W uint8 in {0, 1}) of one view."""
     camera = studio_camera(width, height)
     turn = turntable((view - 1) * math.pi / 8 + math.radians(rng.uniform(-1.0, 1.0)))
-    layer = np.asarray(draw_car(car, turn, camera, (width, height)))
-    mask = layer[..., 3] > 0
-    floor_line = float(camera.project(np.array([[-WALL_DISTANCE, 0.0, 0.0]]))[0, 1])
-    shadow = car_shadow(car, turn, camera, (width, height))
-    background = studio_background(studio, floor_line, width, height) * (1 - SHADOW_STRENGTH * shadow)[..., None]
-    body = layer[..., :3] * top_light(mask)[:, None, None]
-    photo = np.where(mask[..., None], body, background)
-    photo += NOISE * rng.standard_normal((height, width), dtype=np.float32)[..., None]
-    return np.clip(photo, 0, 255).astype(np.uint8), mask.astype(np.uint8)
+    layer = draw_car(car, turn, camera, (width, height))
+    photo = studio_background(studio, width, height).copy()
+    cast_shadow(photo, car, turn, camera)
+    paint_car(photo, layer)
+    photo += sensor_noise(rng, width, height)[..., None]
+    mask = (np.asarray(layer.getchannel("A")) > 0).astype(np.uint8)
+    return np.clip(photo, 0, 255).astype(np.uint8), mask
 
 
 def studio_camera(width: int, height: int) -> Camera:
@@ -267,18 +270,18 @@ def draw_car(car: Car, turn: np.ndarray, camera: Camera, size: tuple[int, int]) 
     """The car alone on a transparent RGBA layer; alpha is 255 exactly where it was drawn."""
     layer = Image.new("RGBA", size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
-    left_side = turn @ np.array([0.0, 1.0, 0.0])
-    near = 1 if left_side @ camera.position > 0 else -1
+    # Painter's order: wheels peek out under the body, except on a flank turned to the camera, where
+    # they sit in front of it. The cabin comes after the body: from above, the body never hides it.
+    camera_direction = camera.position / np.linalg.norm(camera.position)
+    flank = float((turn @ np.array([0.0, 1.0, 0.0])) @ camera_direction)
     wheels = car_wheels(car)
-    # Painter's order: far wheels peek out under the body, near wheels sit in front of it. The cabin
-    # comes after the body: from above, nothing of the body ever hides it.
     for wheel in wheels:
-        if wheel.side != near:
+        if wheel.side * flank <= NEAR_FLANK:
             draw_wheel(draw, wheel, turn, camera)
-    for face in body_faces(car) + cabin_faces(car):
+    for face in car_faces(car):
         draw_face(draw, face, turn, camera)
     for wheel in wheels:
-        if wheel.side == near:
+        if wheel.side * flank > NEAR_FLANK:
             draw_wheel(draw, wheel, turn, camera)
     return layer
 
@@ -311,13 +314,28 @@ def shade(colour: Colour, normal: np.ndarray, gloss: float) -> Colour:
     return tuple(np.clip(lit, 0, 255).tolist())
 
 
-def top_light(mask: np.ndarray) -> np.ndarray:
-    """Per-row brightness of the car: a soft gradient from its roof (lit) to its sills (in shade)."""
-    factor = np.ones(mask.shape[0], dtype=np.float32)
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size:
-        factor[rows[0]:rows[-1] + 1] = np.linspace(1.06, 0.86, rows[-1] - rows[0] + 1)
-    return factor
+def paint_car(photo: np.ndarray, layer: Image.Image) -> None:
+    """Copy the car's pixels onto the photo, graded from its lit roof down to its sills in shade."""
+    left, top, right, bottom = box = layer.getbbox()
+    car = layer.crop(box)
+    drawn = (np.asarray(car.getchannel("A")) > 0)[..., None]
+    region = photo[top:bottom, left:right]
+    np.copyto(region, np.asarray(car.convert("RGB")), where=drawn)
+    grade = np.linspace(1.06, 0.86, bottom - top, dtype=np.float32)[:, None, None]
+    np.multiply(region, grade, out=region, where=drawn)
+
+
+def sensor_noise(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """Grey-level noise of standard deviation NOISE (uniform: several times faster to draw than normal)."""
+    noise = rng.random((height, width), dtype=np.float32) - 0.5
+    noise *= NOISE * math.sqrt(12)
+    return noise
+
+
+@functools.lru_cache(maxsize=2)
+def car_faces(car: Car) -> tuple[Face, ...]:
+    """Body, its lights, then cabin and windows: the order they are painted in. Shared by the views of one car."""
+    return (*body_faces(car), *cabin_faces(car))
 
 
 def body_faces(car: Car) -> list[Face]:
@@ -383,7 +401,7 @@ def cabin_faces(car: Car) -> list[Face]:
 
 def is_window(face: Face) -> bool:
     """The windscreen and rear window: the long sloped faces of the cabin, not its short rounded edges."""
-    sloped = abs(face.normal[1]) < 0.5 and -0.3 < face.normal[2] < 0.8
+    sloped = abs(face.normal[1]) < 0.5 and -0.3 < face.normal[2] < 0.97
     return sloped and float(np.linalg.norm(face.points[0] - face.points[1])) > 0.25
 
 
@@ -409,20 +427,25 @@ def wheel_circle(wheel: Wheel, scale: float, inset: float, points: int = 28) -> 
     return circle + wheel.centre - np.array([0.0, wheel.side * inset, 0.0])
 
 
-def car_shadow(car: Car, turn: np.ndarray, camera: Camera, size: tuple[int, int]) -> np.ndarray:
-    """Soft darkening (H, W float32 in [0, 1]) of the floor around the car's footprint."""
-    width, height = size
+def cast_shadow(photo: np.ndarray, car: Car, turn: np.ndarray, camera: Camera) -> None:
+    """Darken the floor softly around the car's footprint (later mostly covered by the car itself)."""
+    height, width = photo.shape[:2]
     step = max(1, round(width / 240))  # blur at low resolution: a shadow has no fine detail
     small = Image.new("L", (math.ceil(width / step), math.ceil(height / step)), 0)
     x, y = car.length / 2 * 1.04, car.width / 2 * 1.12
     footprint = np.array([[x, y, 0.0], [-x, y, 0.0], [-x, -y, 0.0], [x, -y, 0.0]]) @ turn.T
     ImageDraw.Draw(small).polygon([tuple(p) for p in (camera.project(footprint) / step).tolist()], fill=255)
     small = small.filter(ImageFilter.GaussianBlur(0.012 * width / step))
-    return np.asarray(small.resize(size, Image.BILINEAR), dtype=np.float32) / 255
+    left, top, right, bottom = (min(edge * step, limit) for edge, limit in zip(small.getbbox(), (width, height) * 2))
+    shadow = small.resize((right - left, bottom - top), Image.BILINEAR,
+                          box=(left / step, top / step, right / step, bottom / step))
+    photo[top:bottom, left:right] *= 1 - SHADOW_STRENGTH / 255 * np.asarray(shadow, dtype=np.float32)[..., None]
 
 
-def studio_background(studio: Studio, floor_line: float, width: int, height: int) -> np.ndarray:
-    """Wall above the floor line, floor below, joined softly with a faint seam; light vignette."""
+@functools.lru_cache(maxsize=2)
+def studio_background(studio: Studio, width: int, height: int) -> np.ndarray:
+    """Wall above the floor line, floor below, joined softly with a faint seam; light vignette. Read-only."""
+    floor_line = float(studio_camera(width, height).project(np.array([[-WALL_DISTANCE, 0.0, 0.0]]))[0, 1])
     rows = np.arange(height, dtype=np.float32)
     wall_light = 0.92 + 0.08 * np.clip(rows / floor_line, 0, 1)
     floor_light = 1.0 - 0.1 * np.clip((rows - floor_line) / (height - floor_line), 0, 1)
@@ -431,7 +454,9 @@ def studio_background(studio: Studio, floor_line: float, width: int, height: int
     profile = ((1 - blend) * np.array(studio.wall) * wall_light[:, None]
                + blend * np.array(studio.floor) * floor_light[:, None]) * seam[:, None]
     columns = 1 - 0.07 * ((np.arange(width, dtype=np.float32) - width / 2) / (width / 2)) ** 2
-    return profile.astype(np.float32)[:, None, :] * columns[None, :, None]
+    background = profile.astype(np.float32)[:, None, :] * columns[None, :, None]
+    background.flags.writeable = False  # shared by the views of one car
+    return background
 
 
 def prism(profile: np.ndarray, half_width: Callable[[np.ndarray], np.ndarray], colour: Colour, gloss: float

@@ -1,0 +1,131 @@
+"""The real `dvc repro` and `dvc exp run -S` on a tiny synthetic dataset, checked in stages/ and MLflow."""
+import re
+
+import numpy as np
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from carvana.checkpoint import load_checkpoint
+from carvana.kaggle_layout import car_of
+from pipeline_workspace import Workspace
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Workspace:
+    ws = Workspace(tmp_path_factory.mktemp("pipeline"))
+    ws.repro = ws.run("dvc", "repro")
+    return ws
+
+
+def runs(ws: Workspace):
+    client = MlflowClient(tracking_uri=ws.tracking_uri)
+    experiment = client.get_experiment_by_name("carvana")
+    return client, client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+def test_download_writes_a_validated_kaggle_layout(workspace):
+    images = sorted((workspace.root / "stages/download/train").glob("*.jpg"))
+    masks = sorted((workspace.root / "stages/download/train_masks").glob("*_mask.gif"))
+    assert len(images) == len(masks) == 4 * 16
+    assert all(re.fullmatch(r"[0-9a-f]{12}_\d{2}", p.stem) for p in images)
+    with Image.open(images[0]) as photo:
+        assert photo.size == (240, 160)
+
+
+def test_split_holds_out_whole_cars(workspace):
+    train = (workspace.root / "stages/split_val/train.txt").read_text().split()
+    val = (workspace.root / "stages/split_val/val.txt").read_text().split()
+    assert len(train) + len(val) == 64
+    assert {car_of(i) for i in train}.isdisjoint({car_of(i) for i in val})
+    assert len({car_of(i) for i in val}) == 1
+
+
+def test_train_writes_checkpoints_metrics_and_plots(workspace):
+    for name in ("best", "last"):
+        checkpoint = load_checkpoint(workspace.root / f"stages/train/checkpoints/{name}.pt")
+        assert checkpoint["image_size"] == [32, 48] and checkpoint["model_config"]["features"] == [4, 8, 16]
+    assert load_checkpoint(workspace.root / "stages/train/checkpoints/last.pt")["epoch"] == 2
+    metrics = workspace.json("stages/train/metrics.json")
+    assert {"best_epoch", "train_loss", "val_loss", "val_dice", "val_iou", "val_accuracy"} <= metrics.keys()
+    assert 0.0 <= metrics["val_dice"] <= 1.0
+    loss = (workspace.root / "stages/train/plots/loss.tsv").read_text().splitlines()
+    assert loss[0].split("\t") == ["epoch", "train_loss", "val_loss"] and len(loss) == 3
+
+
+def test_evaluate_scores_at_train_and_full_resolution(workspace):
+    metrics = workspace.json("stages/evaluate/metrics.json")
+    assert {"dice", "iou", "accuracy", "dice_full", "iou_full", "accuracy_full"} <= metrics.keys()
+    assert metrics["images"] == 16
+    rows = (workspace.root / "stages/evaluate/per_image.tsv").read_text().splitlines()
+    assert len(rows) == 17 and rows[0].startswith("id\tdice\tdice_full")
+
+
+def test_render_masks_writes_kaggle_masks_overlays_and_sheet(workspace):
+    masks = sorted((workspace.root / "stages/render_masks/masks").glob("*_mask.gif"))
+    assert len(masks) == 16
+    with Image.open(masks[0]) as gif:
+        assert gif.mode == "P" and gif.size == (240, 160)
+        assert set(np.unique(np.asarray(gif)).tolist()) <= {0, 1}
+    assert len(list((workspace.root / "stages/render_masks/overlays").glob("*.png"))) == 16
+    with Image.open(workspace.root / "stages/render_masks/worst_cases.png") as sheet:
+        assert sheet.width > 120
+
+
+def test_one_mlflow_run_holds_everything(workspace):
+    client, found = runs(workspace)
+    assert len(found) == 1
+    run = found[0]
+    run_id = workspace.json("stages/train/mlflow_run.json")["run_id"]
+    assert run.info.run_id == run_id and run.info.status == "FINISHED"
+    assert run.data.params["train.lr"] == "0.001" and run.data.params["seed"] == "42"
+    assert [m.step for m in client.get_metric_history(run_id, "val_dice")] == [1, 2]
+    assert {"eval_dice", "eval_dice_full", "best_val_dice"} <= run.data.metrics.keys()
+    assert any(key.startswith("system/") for key in run.data.metrics)
+    assert run.data.tags["git.commit"] and run.data.tags["stage"] == "train"
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert {"checkpoints", "images", "render_masks", "evaluate"} <= artifacts
+    assert {a.path for a in client.list_artifacts(run_id, "checkpoints")} == {"checkpoints/best.pt", "checkpoints/last.pt"}
+    assert "render_masks/worst_cases.png" in {a.path for a in client.list_artifacts(run_id, "render_masks")}
+    models = client.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'")
+    assert len(models) == 1 and models[0].name == "model"
+
+
+def test_logged_model_predicts(workspace):
+    import mlflow
+
+    client, found = runs(workspace)
+    mlflow.set_tracking_uri(workspace.tracking_uri)
+    model = client.search_logged_models([found[0].info.experiment_id])[0]
+    loaded = mlflow.pytorch.load_model(model.model_uri)
+    assert loaded(torch.zeros(1, 3, 32, 48)).shape == (1, 1, 32, 48)
+
+
+def test_second_repro_runs_nothing(workspace):
+    result = workspace.run("dvc", "repro")
+    assert "didn't change, skipping" in result.stdout
+    assert "Running stage" not in result.stdout
+    assert len(runs(workspace)[1]) == 1
+
+
+def test_exp_run_makes_a_tagged_run_and_dvc_metrics(workspace):
+    workspace.run("dvc", "exp", "run", "-n", "faster-lr", "-S", "train.lr=0.003")
+    client, found = runs(workspace)
+    assert len(found) == 2
+    new = found[-1]
+    assert new.data.tags["dvc.exp_name"] == "faster-lr" and new.info.run_name == "faster-lr"
+    assert new.data.params["train.lr"] == "0.003"
+    assert "eval_dice_full" in new.data.metrics  # evaluate logged into the same run
+    import json
+
+    shown = json.loads(workspace.run("dvc", "exp", "show", "--json").stdout)
+    experiments = [exp for rev in shown for exp in (rev.get("experiments") or [])]
+    named = [exp for exp in experiments if exp.get("name") == "faster-lr"]
+    assert named, shown
+    data = named[0]["revs"][0]["data"]
+    assert data["params"]["params.yaml"]["data"]["train"]["lr"] == 0.003
+    assert "val_dice" in data["metrics"]["stages/train/metrics.json"]["data"]
+    assert "dice_full" in data["metrics"]["stages/evaluate/metrics.json"]["data"]
