@@ -82,7 +82,8 @@ def training_run(params: dict[str, Any]) -> Iterator[Run]:
     """Open the model's run, named after the DVC experiment when there is one."""
     setup()
     mlflow.enable_system_metrics_logging()
-    mlflow.set_system_metrics_sampling_interval(5)
+    if "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL" not in os.environ:
+        mlflow.set_system_metrics_sampling_interval(5)
     with mlflow.start_run(run_name=os.environ.get("DVC_EXP_NAME"), tags=run_tags("train")) as run:
         mlflow.log_params(params)
         yield run

@@ -46,6 +46,7 @@ class Workspace:
         self.env.update(
             PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
             NO_ALBUMENTATIONS_UPDATE="1",
+            MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL="0.2",  # tiny runs end within MLflow's default 10 s
             GIT_AUTHOR_NAME="carvana tests", GIT_AUTHOR_EMAIL="tests@carvana.invalid",
             GIT_COMMITTER_NAME="carvana tests", GIT_COMMITTER_EMAIL="tests@carvana.invalid",
         )
