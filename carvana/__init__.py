@@ -1,4 +1,5 @@
 """carvana: an experiment-tracked U-Net pipeline for the Kaggle Carvana Image Masking Challenge."""
+
 import os
 
 # albumentations checks PyPI for a newer release at every import; stages must run offline and quietly.

@@ -1,4 +1,5 @@
 """Write files and folders so that a failure never leaves a half-written output behind."""
+
 import json
 import os
 import shutil

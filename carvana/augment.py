@@ -3,6 +3,7 @@
 Images arrive already resized to the training resolution (see carvana.preprocess), so the recipe's
 Resize happened once, at load time; what is left runs on small arrays.
 """
+
 import albumentations as A
 from albumentations.pytorch import ToTensorV2
 

@@ -3,6 +3,7 @@
 Saved atomically (a crash never leaves a truncated file) and loadable on a CPU-only machine with
 `weights_only=True` (plain tensors and containers, no pickled code).
 """
+
 from pathlib import Path
 from typing import Any
 

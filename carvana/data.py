@@ -3,6 +3,7 @@
 Each sample's augmentation is seeded from (seed, epoch, index), so a run gives the same batches whatever
 the number of DataLoader workers.
 """
+
 import albumentations as A
 import numpy as np
 import torch

@@ -3,6 +3,7 @@
 On CPUs without AVX-512/AMX, bf16 autocast is many times slower than fp32, so the CPU always runs fp32.
 On CUDA, bf16 where the GPU supports it (no loss scaling needed), else fp16 with a GradScaler.
 """
+
 from dataclasses import dataclass
 
 import torch

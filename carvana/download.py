@@ -1,4 +1,5 @@
 """Stage download: put a validated dataset in Kaggle layout into stages/download/{train,train_masks}/."""
+
 from carvana.atomic import atomic_dir
 from carvana.errors import run_main
 from carvana.params import load_params

@@ -1,4 +1,5 @@
 """One error type for bad input, and the entry-point wrapper that turns it into one clear line."""
+
 import sys
 from collections.abc import Callable, Sequence
 

@@ -3,6 +3,7 @@ photos' original resolution (probabilities upsampled, then thresholded: how Kagg
 
 Writes stages/evaluate/{metrics.json, per_image.tsv} and logs the scores into the model's MLflow run.
 """
+
 import mlflow
 import torch
 
@@ -39,7 +40,11 @@ def main() -> None:
     out = stage_dir("evaluate")
     write_json(out / "metrics.json", metrics)
     write_text(out / "per_image.tsv", per_image_table(ids, low_res, full_res))
-    print("evaluate: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "images") + f" on {len(ids)} val images")
+    print(
+        "evaluate: "
+        + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "images")
+        + f" on {len(ids)} val images"
+    )
 
     with tracking.continue_run(stage_dir("train") / tracking.RUN_FILE, "evaluate"):
         mlflow.set_tags(flatten(cfg, "evaluate."))

@@ -1,4 +1,5 @@
 """Reading and writing Carvana photos (RGB JPEG) and masks (palette GIF, pixel values 0/1)."""
+
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +30,7 @@ def read_mask(path: Path) -> np.ndarray:
         raise CarvanaError(f"{path}: cannot decode mask ({error}); replace or remove the file") from error
     values = np.unique(grey)
     if not set(values.tolist()) <= {0, 255} and not set(values.tolist()) <= {0, 1}:
-        raise CarvanaError(
-            f"{path}: mask is not binary (values {values[:6].tolist()}...); masks must be black/white"
-        )
+        raise CarvanaError(f"{path}: mask is not binary (values {values[:6].tolist()}...); masks must be black/white")
     return (grey > 0).astype(np.uint8)
 
 

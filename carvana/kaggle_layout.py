@@ -1,4 +1,5 @@
 """File naming of the Kaggle Carvana training set: train/<car>_<NN>.jpg and train_masks/<car>_<NN>_mask.gif."""
+
 import re
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """Training losses on logits: the tutorial's BCE, and BCE plus soft dice."""
+
 from collections.abc import Callable
 
 import torch

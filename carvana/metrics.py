@@ -3,6 +3,7 @@
 An image whose truth and prediction are both empty scores 1 (Kaggle's convention): nothing to find, and
 nothing was found.
 """
+
 import torch
 
 

@@ -3,6 +3,7 @@
 With features (64, 128, 256, 512), 3 input and 1 output channel it is the tutorial's network exactly
 (31,037,633 parameters), and its module names match, so the tutorial's state dicts load.
 """
+
 from collections.abc import Sequence
 
 import torch

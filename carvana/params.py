@@ -2,6 +2,7 @@
 
 A wrong key, type or value stops the stage with one line naming the key (e.g. `train.lr`) and what it takes.
 """
+
 import dataclasses
 import types
 import typing
@@ -136,9 +137,7 @@ def parse(cls: type, data: Any, prefix: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise CarvanaError(
-            f"params: unknown key `{prefix}{unknown[0]}`; known keys here: {', '.join(sorted(fields))}"
-        )
+        raise CarvanaError(f"params: unknown key `{prefix}{unknown[0]}`; known keys here: {', '.join(sorted(fields))}")
     missing = [name for name in fields if name not in data]
     if missing:
         raise CarvanaError(f"params: `{prefix}{missing[0]}` is missing; add it to params.yaml (see README)")
@@ -191,10 +190,10 @@ def parse_float_string(value: str, key: str) -> float:
 def check_range(key: str, value: Any) -> None:
     low, high = RANGES.get(key.split("[")[0], (None, None))
     for number in value if isinstance(value, list) else [value]:
-        if isinstance(number, (int, float)) and not isinstance(number, bool):
-            if (low is not None and number < low) or (high is not None and number > high):
-                bounds = f"{low if low is not None else '-inf'}..{high if high is not None else 'inf'}"
-                raise CarvanaError(f"params: `{key}` is {value!r}; it must be in {bounds}")
+        numeric = isinstance(number, (int, float)) and not isinstance(number, bool)
+        if numeric and ((low is not None and number < low) or (high is not None and number > high)):
+            bounds = f"{low if low is not None else '-inf'}..{high if high is not None else 'inf'}"
+            raise CarvanaError(f"params: `{key}` is {value!r}; it must be in {bounds}")
 
 
 def flatten(params: Any, prefix: str = "") -> dict[str, Any]:

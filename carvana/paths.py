@@ -1,4 +1,5 @@
 """Where things live: the workspace DVC runs a stage in, each stage's output folder, the tracking store."""
+
 import os
 from pathlib import Path
 

@@ -1,5 +1,6 @@
 """A trained model as a segmenter: photos at the model's resolution in, probabilities out, upsampled to
 any size (Kaggle scored masks at the photo's original resolution)."""
+
 from pathlib import Path
 
 import numpy as np

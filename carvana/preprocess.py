@@ -5,6 +5,7 @@ still at least the target size, then resized with an anti-aliasing filter: far f
 and visually the same. Masks are resized as greyscale and re-thresholded at one half, which keeps edges
 where the area-weighted majority puts them.
 """
+
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor

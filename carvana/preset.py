@@ -3,6 +3,7 @@
 A preset is a partial params.yaml (carvana/presets/<name>.yaml); it is checked against params.yaml's
 schema before anything runs.
 """
+
 import argparse
 import json
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import yaml
 
 from carvana.errors import CarvanaError, run_main
-from carvana.params import PARAMS_FILE, parse, Params
+from carvana.params import PARAMS_FILE, Params, parse
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
@@ -48,7 +49,11 @@ def set_args(name: str, params_file: Path = PARAMS_FILE) -> list[str]:
     """`-S key=value` arguments for dvc exp run; values in JSON/YAML flow style, without spaces."""
     preset = load_preset(name)
     parse(Params, merged(yaml.safe_load(params_file.read_text()), preset), "")
-    return [arg for key, value in leaves(preset).items() for arg in ("-S", f"{key}={json.dumps(value, separators=(',', ':'))}")]
+    return [
+        arg
+        for key, value in leaves(preset).items()
+        for arg in ("-S", f"{key}={json.dumps(value, separators=(',', ':'))}")
+    ]
 
 
 def main() -> None:

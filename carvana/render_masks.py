@@ -4,15 +4,17 @@ show the errors, and a contact sheet of the worst cases by dice.
 Renders the val photos by default, or every photo in the folder named by `render_masks.images`.
 Writes stages/render_masks/{masks/<id>_mask.gif, overlays/<id>.png, worst_cases.png}.
 """
+
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import torch
+from PIL import Image
 
 from carvana import tracking
 from carvana.atomic import atomic_dir, atomic_write
-from carvana.errors import CarvanaError, list_some, run_main
+from carvana.errors import CarvanaError, run_main
 from carvana.imageio import mask_image, read_image, read_mask
 from carvana.kaggle_layout import image_path, mask_path
 from carvana.metrics import per_image_scores
@@ -22,7 +24,6 @@ from carvana.predict import Segmenter, upsample
 from carvana.preprocess import load_photo
 from carvana.split_val import read_split
 from carvana.visualize import contact_sheet, overlay, resize_to_width
-from PIL import Image
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
@@ -41,7 +42,11 @@ def main() -> None:
             pred = (upsample(probability, photo.shape[:2]) > cfg.threshold).numpy().astype(np.uint8)
             mask_image(pred).save(masks_dir / f"{image_id}_mask.gif", format="GIF")
             truth = read_mask(truth_path) if truth_path else None
-            dice = float(per_image_scores(torch.from_numpy(pred)[None], torch.from_numpy(truth)[None])["dice"][0]) if truth is not None else None
+            dice = (
+                float(per_image_scores(torch.from_numpy(pred)[None], torch.from_numpy(truth)[None])["dice"][0])
+                if truth is not None
+                else None
+            )
             picture = resize_to_width(overlay(photo, pred, truth), cfg.overlay_width)
             Image.fromarray(picture).save(overlays_dir / f"{image_id}.png")
             results.append((image_id, dice, picture))
@@ -70,7 +75,10 @@ def photos_to_render(folder: str | None) -> list[tuple[str, Path, Path | None]]:
 def worst_cases_sheet(results: list[tuple[str, float | None, np.ndarray]], count: int) -> Image.Image:
     """The lowest-dice overlays (the first ones when there is no truth to score against)."""
     scored = sorted(results, key=lambda r: r[1] if r[1] is not None else 0.0)
-    tiles = [(picture, f"{image_id}  dice {dice:.4f}" if dice is not None else image_id) for image_id, dice, picture in scored[:count]]
+    tiles = [
+        (picture, f"{image_id}  dice {dice:.4f}" if dice is not None else image_id)
+        for image_id, dice, picture in scored[:count]
+    ]
     return contact_sheet(tiles)
 
 

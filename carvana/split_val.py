@@ -2,6 +2,7 @@
 
 Writes id lists stages/split_val/{train,val}.txt, not copies of images.
 """
+
 import numpy as np
 from sklearn.model_selection import GroupShuffleSplit
 
@@ -44,7 +45,9 @@ def main() -> None:
     with atomic_dir(stage_dir("split_val")) as tmp:
         for name in SPLITS:
             (tmp / f"{name}.txt").write_text("".join(f"{i}\n" for i in split[name]))
-    counts = ", ".join(f"{name}: {len(split[name])} images / {len({car_of(i) for i in split[name]})} cars" for name in SPLITS)
+    counts = ", ".join(
+        f"{name}: {len(split[name])} images / {len({car_of(i) for i in split[name]})} cars" for name in SPLITS
+    )
     print(f"split_val: {counts}")
 
 

@@ -1,5 +1,6 @@
 """MLflow: the store (SQLite under <repo>/mlruns unless MLFLOW_TRACKING_URI says otherwise), the
 experiment, and the one run per trained model that train opens and evaluate/render_masks continue."""
+
 import json
 import os
 import subprocess
@@ -19,19 +20,19 @@ EXPERIMENT = "carvana"
 RUN_FILE = "mlflow_run.json"
 
 
-def tracking_uri() -> str:
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
+def local_store_uri() -> str:
     store = project_root() / "mlruns"
     store.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{store / 'mlflow.db'}"
 
 
-def artifact_location() -> str | None:
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or local_store_uri()
+
+
+def artifact_location(uri: str) -> str | None:
     """Absolute artifact folder for the local store; a remote server decides its own."""
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return None
-    return (project_root() / "mlruns" / "artifacts").as_uri()
+    return (project_root() / "mlruns" / "artifacts").as_uri() if uri == local_store_uri() else None
 
 
 def setup() -> str:
@@ -40,12 +41,13 @@ def setup() -> str:
     The experiment is created here with an absolute artifact location: left to MLflow, the first run made
     inside a DVC temp copy would pin the artifacts into that copy, which DVC deletes.
     """
-    mlflow.set_tracking_uri(tracking_uri())
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)  # note: MLflow exports it as MLFLOW_TRACKING_URI from here on
     name = os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
         try:
-            experiment_id = mlflow.create_experiment(name, artifact_location=artifact_location())
+            experiment_id = mlflow.create_experiment(name, artifact_location=artifact_location(uri))
         except MlflowException:  # created meanwhile by a parallel run
             experiment_id = mlflow.get_experiment_by_name(name).experiment_id
     else:

@@ -3,6 +3,7 @@
 Writes stages/train/{checkpoints/{best,last}.pt, metrics.json, plots/*.tsv, mlflow_run.json} and records
 params, per-epoch metrics, prediction panels, checkpoints and the model in one MLflow run.
 """
+
 import math
 from dataclasses import asdict
 from pathlib import Path
@@ -25,7 +26,7 @@ from carvana.kaggle_layout import image_path, mask_path
 from carvana.losses import LOSSES, Loss
 from carvana.metrics import ScoreAccumulator
 from carvana.model import UNet, count_parameters
-from carvana.params import Params, flatten, load_params
+from carvana.params import flatten, load_params
 from carvana.paths import stage_dir
 from carvana.preprocess import load_pairs
 from carvana.split_val import read_split
@@ -45,7 +46,9 @@ def main() -> None:
     size = (cfg.image_height, cfg.image_width)
     train_set = SegmentationArrays(*load_split("train", size), train_transform(cfg.augment), params.seed)
     val_set = SegmentationArrays(*load_split("val", size), eval_transform(), params.seed)
-    loader_args = dict(batch_size=cfg.batch_size, workers=cfg.num_workers, seed=params.seed, pin_memory=device.type == "cuda")
+    loader_args = dict(
+        batch_size=cfg.batch_size, workers=cfg.num_workers, seed=params.seed, pin_memory=device.type == "cuda"
+    )
     train_loader = make_loader(train_set, shuffle=True, **loader_args)
     val_loader = make_loader(val_set, shuffle=False, **loader_args)
 
@@ -54,11 +57,17 @@ def main() -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_scaler)
     loss_fn = LOSSES[cfg.loss]
-    print(f"train: {len(train_set)} train / {len(val_set)} val images at {size[0]}x{size[1]}, "
-          f"{count_parameters(model):,} parameters, {device}, {precision.dtype or torch.float32}")
+    print(
+        f"train: {len(train_set)} train / {len(val_set)} val images at {size[0]}x{size[1]}, "
+        f"{count_parameters(model):,} parameters, {device}, {precision.dtype or torch.float32}"
+    )
 
-    logged_params = {"seed": params.seed, **flatten(params.download, "download."),
-                     **flatten(params.split_val, "split_val."), **flatten(cfg, "train.")}
+    logged_params = {
+        "seed": params.seed,
+        **flatten(params.download, "download."),
+        **flatten(params.split_val, "split_val."),
+        **flatten(cfg, "train."),
+    }
     checkpoint_meta = {"model_config": model_config, "image_size": list(size), "params": asdict(params)}
     out = stage_dir("train")
     history: list[dict[str, float]] = []
@@ -72,8 +81,14 @@ def main() -> None:
                 history.append(row)
                 mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
                 log_panels(val_set, val_preds, cfg.panels_per_epoch, epoch)
-                state = {**checkpoint_meta, "epoch": epoch, "metrics": row, "model": model.state_dict(),
-                         "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}
+                state = {
+                    **checkpoint_meta,
+                    "epoch": epoch,
+                    "metrics": row,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(),
+                }
                 save_checkpoint(checkpoints / "last.pt", state)
                 if row["val_dice"] >= max(r["val_dice"] for r in history):
                     save_checkpoint(checkpoints / "best.pt", state)
@@ -96,8 +111,14 @@ def memory_format(device: torch.device) -> torch.memory_format:
 
 
 def train_epoch(
-    model: nn.Module, loader: torch.utils.data.DataLoader, optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler, loss_fn: Loss, device: torch.device, precision: Precision, epoch: int,
+    model: nn.Module,
+    loader: torch.utils.data.DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    loss_fn: Loss,
+    device: torch.device,
+    precision: Precision,
+    epoch: int,
 ) -> float:
     model.train()
     total, count = 0.0, 0
@@ -122,7 +143,11 @@ def train_epoch(
 
 @torch.no_grad()
 def validate(
-    model: nn.Module, loader: torch.utils.data.DataLoader, loss_fn: Loss, device: torch.device, precision: Precision,
+    model: nn.Module,
+    loader: torch.utils.data.DataLoader,
+    loss_fn: Loss,
+    device: torch.device,
+    precision: Precision,
 ) -> tuple[dict[str, float], np.ndarray]:
     """Mean loss and per-image scores over the val set, and the predicted masks (uint8, N x H x W)."""
     model.eval()
@@ -149,7 +174,9 @@ def log_panels(val_set: SegmentationArrays, preds: np.ndarray, count: int, epoch
 
 def write_outputs(history: list[dict[str, float]], best: dict[str, float], run: mlflow.ActiveRun) -> None:
     out = stage_dir("train")
-    write_json(out / "metrics.json", {"best_epoch": int(best["epoch"]), **{k: v for k, v in best.items() if k != "epoch"}})
+    write_json(
+        out / "metrics.json", {"best_epoch": int(best["epoch"]), **{k: v for k, v in best.items() if k != "epoch"}}
+    )
     with atomic_dir(out / "plots") as plots:
         for name, columns in PLOTS.items():
             lines = ["\t".join(("epoch", *columns))]
@@ -168,7 +195,10 @@ def log_model(model: nn.Module, best_checkpoint: Path, size: tuple[int, int], de
     with torch.no_grad():
         output = model(torch.from_numpy(example).to(device)).cpu().numpy()
     mlflow.pytorch.log_model(
-        model.cpu(), name="model", input_example=example, signature=infer_signature(example, output),
+        model.cpu(),
+        name="model",
+        input_example=example,
+        signature=infer_signature(example, output),
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"],
         code_paths=[tracking.package_dir()],
     )

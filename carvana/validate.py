@@ -1,5 +1,6 @@
 """Check a dataset in Kaggle layout before any stage trusts it: every photo has its mask and vice versa,
 names follow <car>_<NN>, every file decodes, sizes match and masks are binary."""
+
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -37,6 +38,6 @@ def pair_problem(root: Path, image_id: str) -> str | None:
     except CarvanaError as error:
         return str(error).replace(f"{root}/", "")
     if photo.shape[:2] != mask.shape:
-        return f"{MASK_DIR}/{image_id}_mask.gif is {mask.shape[1]}x{mask.shape[0]} but its image is {photo.shape[1]}x{photo.shape[0]}"
+        (mask_h, mask_w), (photo_h, photo_w) = mask.shape, photo.shape[:2]
+        return f"{MASK_DIR}/{image_id}_mask.gif is {mask_w}x{mask_h} but its image is {photo_w}x{photo_h}"
     return None
-

@@ -1,4 +1,5 @@
 """Pictures for people: photo|truth|prediction panels, error overlays, and a captioned contact sheet."""
+
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -13,7 +14,9 @@ def grey(mask: np.ndarray) -> np.ndarray:
 
 def panels(images: np.ndarray, truths: np.ndarray, preds: np.ndarray) -> np.ndarray:
     """One row per sample: photo | true mask | predicted mask."""
-    rows = [np.concatenate([image, grey(truth), grey(pred)], axis=1) for image, truth, pred in zip(images, truths, preds)]
+    rows = [
+        np.concatenate([image, grey(truth), grey(pred)], axis=1) for image, truth, pred in zip(images, truths, preds)
+    ]
     return np.concatenate(rows, axis=0)
 
 

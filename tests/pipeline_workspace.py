@@ -1,4 +1,5 @@
 """A throwaway git + DVC copy of this repository with tiny params, for end-to-end tests of the real CLI."""
+
 import json
 import os
 import shutil
@@ -15,8 +16,14 @@ COPIED = ["carvana", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvc/config",
 TINY_PARAMS = {
     "download": {"synthetic": {"cars": 4, "width": 240, "height": 160}},
     "split_val": {"val_fraction": 0.25},
-    "train": {"epochs": 2, "batch_size": 8, "image_height": 32, "image_width": 48, "panels_per_epoch": 2,
-              "model": {"features": [4, 8, 16]}},
+    "train": {
+        "epochs": 2,
+        "batch_size": 8,
+        "image_height": 32,
+        "image_width": 48,
+        "panels_per_epoch": 2,
+        "model": {"features": [4, 8, 16]},
+    },
     "render_masks": {"worst_cases": 4, "overlay_width": 120},
 }
 
@@ -47,8 +54,10 @@ class Workspace:
             PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
             NO_ALBUMENTATIONS_UPDATE="1",
             MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL="0.2",  # tiny runs end within MLflow's default 10 s
-            GIT_AUTHOR_NAME="carvana tests", GIT_AUTHOR_EMAIL="tests@carvana.invalid",
-            GIT_COMMITTER_NAME="carvana tests", GIT_COMMITTER_EMAIL="tests@carvana.invalid",
+            GIT_AUTHOR_NAME="carvana tests",
+            GIT_AUTHOR_EMAIL="tests@carvana.invalid",
+            GIT_COMMITTER_NAME="carvana tests",
+            GIT_COMMITTER_EMAIL="tests@carvana.invalid",
         )
         self.run("git", "init", "-q", "-b", "main")
         self.run("git", "add", "-A")

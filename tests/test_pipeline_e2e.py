@@ -1,4 +1,5 @@
 """The real `dvc repro` and `dvc exp run -S` on a tiny synthetic dataset, checked in stages/ and MLflow."""
+
 import re
 
 import numpy as np
@@ -6,10 +7,10 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 from PIL import Image
+from pipeline_workspace import Workspace
 
 from carvana.checkpoint import load_checkpoint
 from carvana.kaggle_layout import car_of
-from pipeline_workspace import Workspace
 
 pytestmark = pytest.mark.e2e
 
@@ -86,9 +87,13 @@ def test_one_mlflow_run_holds_everything(workspace):
     assert {"eval_dice", "eval_dice_full", "best_val_dice"} <= run.data.metrics.keys()
     assert any(key.startswith("system/") for key in run.data.metrics)
     assert run.data.tags["git.commit"] and run.data.tags["stage"] == "train"
+    assert run.info.artifact_uri.startswith((workspace.root / "mlruns" / "artifacts").as_uri())
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert {"checkpoints", "images", "render_masks", "evaluate"} <= artifacts
-    assert {a.path for a in client.list_artifacts(run_id, "checkpoints")} == {"checkpoints/best.pt", "checkpoints/last.pt"}
+    assert {a.path for a in client.list_artifacts(run_id, "checkpoints")} == {
+        "checkpoints/best.pt",
+        "checkpoints/last.pt",
+    }
     assert "render_masks/worst_cases.png" in {a.path for a in client.list_artifacts(run_id, "render_masks")}
     models = client.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'")
     assert len(models) == 1 and models[0].name == "model"

@@ -7,6 +7,7 @@ http://localhost instead of https://www.kaggle.com, and HTTP_PROXY routes every 
 to file storage, to the stand-in, which answers as Kaggle does: authenticated API call -> 302 to a signed
 storage URL -> the zip. Auth headers, URL building, redirect following and file naming are the client's own.
 """
+
 import base64
 import io
 import json
@@ -135,7 +136,11 @@ def run_fetch(tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], Path]:
     target.mkdir()
     result = subprocess.run(
         [sys.executable, "-c", FETCH, str(target)],
-        cwd=REPO, capture_output=True, encoding="utf-8", errors="replace", timeout=60,
+        cwd=REPO,
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=60,
     )
     return result, target
 

@@ -1,4 +1,5 @@
 """fetch_local / extract_zip: Kaggle-layout folders and zips in, only photos and masks out, unsafe zips refused."""
+
 import stat
 import zipfile
 from pathlib import Path
@@ -50,9 +51,7 @@ def target(tmp_path: Path) -> Path:
     return folder
 
 
-def test_folder_copies_only_photos_and_masks(
-    photos_and_masks: dict[str, bytes], source: Path, target: Path
-) -> None:
+def test_folder_copies_only_photos_and_masks(photos_and_masks: dict[str, bytes], source: Path, target: Path) -> None:
     fetch_local(source, target)
     assert files(target) == photos_and_masks
 
@@ -118,9 +117,7 @@ def flip_byte_of(archive: Path, data: bytes) -> None:
 
 
 @pytest.mark.parametrize("damage", ["not a zip", "bad crc"])
-def test_corrupt_zip_is_named(
-    photos_and_masks: dict[str, bytes], tmp_path: Path, target: Path, damage: str
-) -> None:
+def test_corrupt_zip_is_named(photos_and_masks: dict[str, bytes], tmp_path: Path, target: Path, damage: str) -> None:
     archive = tmp_path / "carvana.zip"
     if damage == "not a zip":
         archive.write_bytes(b"this is not a zip file")

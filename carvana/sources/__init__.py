@@ -1,4 +1,5 @@
 """Where the dataset comes from: `download.source` is `synthetic`, `kaggle`, or a folder/zip path."""
+
 from pathlib import Path
 
 from carvana.params import DownloadParams

@@ -1,4 +1,5 @@
 """The real dataset from Kaggle, downloaded with the official `kaggle` client and extracted into Kaggle layout."""
+
 import json
 import os
 import sys

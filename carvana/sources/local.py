@@ -1,4 +1,5 @@
 """A dataset already on disk in Kaggle layout: a folder with train/ and train_masks/ (or their zips), or one zip."""
+
 import shutil
 import stat
 import zipfile

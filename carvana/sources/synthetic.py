@@ -4,6 +4,7 @@ Each car is a few convex solids (lower body, cabin, four wheels) plus flat detai
 seen by a fixed studio camera while a turntable rotates the car 22.5 degrees per view. The car's
 polygons are drawn once into an RGBA layer whose alpha is the mask, so mask and photo always agree.
 """
+
 import functools
 import math
 import os
@@ -145,15 +146,31 @@ def generate(
     jpeg_quality: int = 90,
     workers: int | None = None,
 ) -> None:
-    """Write target/train/<car>_<NN>.jpg (RGB JPEG) and target/train_masks/<car>_<NN>_mask.gif (palette GIF, indices 0/1) for `cars` cars x 16 views."""
-    limits = {"cars": (cars, 1, None), "width": (width, 32, None), "height": (height, 32, None),
-              "seed": (seed, 0, None), "jpeg_quality": (jpeg_quality, 1, 100)}
+    """Write `cars` cars x 16 views: target/train/<car>_<NN>.jpg (RGB JPEG) and
+    target/train_masks/<car>_<NN>_mask.gif (palette GIF, indices 0/1)."""
+    limits = {
+        "cars": (cars, 1, None),
+        "width": (width, 32, None),
+        "height": (height, 32, None),
+        "seed": (seed, 0, None),
+        "jpeg_quality": (jpeg_quality, 1, 100),
+    }
     if workers is not None:
         limits["workers"] = (workers, 1, None)
     validate(limits)
     jobs = [
-        Job(Path(target), car_id, sample_car(seed, index), sample_studio(seed, index), seed, index, view,
-            width, height, jpeg_quality)
+        Job(
+            Path(target),
+            car_id,
+            sample_car(seed, index),
+            sample_studio(seed, index),
+            seed,
+            index,
+            view,
+            width,
+            height,
+            jpeg_quality,
+        )
         for index, car_id in enumerate(car_ids(seed, cars))
         for view in range(1, VIEWS_PER_CAR + 1)
     ]
@@ -235,8 +252,9 @@ def write_pair(job: Job) -> None:
     write_mask_gif(mask_path(job.target, name), mask)
 
 
-def render(car: Car, studio: Studio, view: int, rng: np.random.Generator, width: int, height: int
-           ) -> tuple[np.ndarray, np.ndarray]:
+def render(
+    car: Car, studio: Studio, view: int, rng: np.random.Generator, width: int, height: int
+) -> tuple[np.ndarray, np.ndarray]:
     """The photo (H, W, 3 uint8) and its mask (H, W uint8 in {0, 1}) of one view."""
     camera = studio_camera(width, height)
     turn = turntable((view - 1) * math.pi / 8 + math.radians(rng.uniform(-1.0, 1.0)))
@@ -374,12 +392,14 @@ def cabin_faces(car: Car) -> list[Face]:
     def hood_line(x: float) -> float:  # the body's top edge, on which the cabin stands
         return car.belt - car.hood_drop * (x + half) / car.length
 
-    corners = np.array([
-        [car.rear_base, hood_line(car.rear_base)],
-        [car.screen_base, hood_line(car.screen_base)],
-        [car.screen_top, car.roof],
-        [car.rear_top, car.roof],
-    ])
+    corners = np.array(
+        [
+            [car.rear_base, hood_line(car.rear_base)],
+            [car.screen_base, hood_line(car.screen_base)],
+            [car.screen_top, car.roof],
+            [car.rear_top, car.roof],
+        ]
+    )
     profile = rounded_polygon(corners, [0.0, 0.0, *car.roof_radii])
 
     def half_width(z: np.ndarray) -> np.ndarray:
@@ -389,8 +409,9 @@ def cabin_faces(car: Car) -> list[Face]:
     glass = [window(face) for face in faces if is_window(face)]
     pillar_x = (car.screen_top + car.rear_top) / 2
     sill = hood_line(pillar_x) + 0.02
-    pillar = np.array([[pillar_x - 0.05, sill], [pillar_x + 0.05, sill],
-                       [pillar_x + 0.05, car.roof], [pillar_x - 0.05, car.roof]])
+    pillar = np.array(
+        [[pillar_x - 0.05, sill], [pillar_x + 0.05, sill], [pillar_x + 0.05, car.roof], [pillar_x - 0.05, car.roof]]
+    )
     side_window = shrink(profile, 0.86, 0.7)
     for side in (1, -1):
         cap = next(face for face in faces if face.normal[1] * side > 0.5)
@@ -437,8 +458,9 @@ def cast_shadow(photo: np.ndarray, car: Car, turn: np.ndarray, camera: Camera) -
     ImageDraw.Draw(small).polygon([tuple(p) for p in (camera.project(footprint) / step).tolist()], fill=255)
     small = small.filter(ImageFilter.GaussianBlur(0.012 * width / step))
     left, top, right, bottom = (min(edge * step, limit) for edge, limit in zip(small.getbbox(), (width, height) * 2))
-    shadow = small.resize((right - left, bottom - top), Image.BILINEAR,
-                          box=(left / step, top / step, right / step, bottom / step))
+    shadow = small.resize(
+        (right - left, bottom - top), Image.BILINEAR, box=(left / step, top / step, right / step, bottom / step)
+    )
     photo[top:bottom, left:right] *= 1 - SHADOW_STRENGTH / 255 * np.asarray(shadow, dtype=np.float32)[..., None]
 
 
@@ -451,16 +473,19 @@ def studio_background(studio: Studio, width: int, height: int) -> np.ndarray:
     floor_light = 1.0 - 0.1 * np.clip((rows - floor_line) / (height - floor_line), 0, 1)
     blend = np.clip((rows - floor_line) / (0.03 * height) + 0.5, 0, 1)[:, None]
     seam = 1 - 0.04 * np.exp(-(((rows - floor_line) / (0.004 * height)) ** 2))
-    profile = ((1 - blend) * np.array(studio.wall) * wall_light[:, None]
-               + blend * np.array(studio.floor) * floor_light[:, None]) * seam[:, None]
+    profile = (
+        (1 - blend) * np.array(studio.wall) * wall_light[:, None]
+        + blend * np.array(studio.floor) * floor_light[:, None]
+    ) * seam[:, None]
     columns = 1 - 0.07 * ((np.arange(width, dtype=np.float32) - width / 2) / (width / 2)) ** 2
     background = profile.astype(np.float32)[:, None, :] * columns[None, :, None]
     background.flags.writeable = False  # shared by the views of one car
     return background
 
 
-def prism(profile: np.ndarray, half_width: Callable[[np.ndarray], np.ndarray], colour: Colour, gloss: float
-          ) -> list[Face]:
+def prism(
+    profile: np.ndarray, half_width: Callable[[np.ndarray], np.ndarray], colour: Colour, gloss: float
+) -> list[Face]:
     """A convex solid: the side profile (x, z) extruded across the car, its width varying with height."""
     left, right = lift(profile, half_width, 1), lift(profile, half_width, -1)
     inside = np.vstack([left, right]).mean(axis=0)

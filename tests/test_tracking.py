@@ -1,0 +1,57 @@
+import json
+
+import mlflow
+import pytest
+
+from carvana import tracking
+from carvana.paths import project_root, workspace_root
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    """An empty repo root as DVC would announce it, with MLflow pointed nowhere yet."""
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    yield tmp_path
+    mlflow.set_tracking_uri(None)
+
+
+def test_queued_experiments_track_into_the_real_repo(tmp_path, monkeypatch):
+    temp_copy = tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpk2j3"
+    monkeypatch.setenv("DVC_ROOT", str(temp_copy))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert workspace_root() == temp_copy
+    assert project_root() == tmp_path / "repo"
+    assert tracking.tracking_uri() == f"sqlite:///{tmp_path / 'repo' / 'mlruns' / 'mlflow.db'}"
+
+
+def test_mlflow_tracking_uri_wins(repo, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking.tracking_uri() == "http://127.0.0.1:5000"
+    assert tracking.artifact_location("http://127.0.0.1:5000") is None
+
+
+def test_experiment_artifacts_live_under_mlruns(repo):
+    tracking.setup()
+    location = mlflow.get_experiment_by_name("carvana").artifact_location
+    assert location == (repo / "mlruns" / "artifacts").as_uri()
+
+
+def test_continue_run_reopens_the_training_run(repo):
+    with tracking.training_run({"train.lr": 0.1}) as run:
+        tracking.write_run_file(repo / "run.json", run)
+    with tracking.continue_run(repo / "run.json", "evaluate") as continued:
+        mlflow.log_metric("eval_dice", 0.5)
+    assert continued.info.run_id == run.info.run_id
+    assert mlflow.get_run(run.info.run_id).data.metrics["eval_dice"] == 0.5
+
+
+def test_missing_run_starts_a_new_one_tagged_with_its_origin(repo):
+    tracking.setup()
+    (repo / "run.json").write_text(json.dumps({"run_id": "0123456789abcdef0123456789abcdef"}))
+    with tracking.continue_run(repo / "run.json", "evaluate") as run:
+        pass
+    tags = mlflow.get_run(run.info.run_id).data.tags
+    assert tags["origin_run_id"] == "0123456789abcdef0123456789abcdef"
+    assert tags["stage"] == "evaluate"
