@@ -71,6 +71,7 @@ def main() -> None:
     checkpoint_meta = {"model_config": model_config, "image_size": list(size), "params": asdict(params)}
     out = stage_dir("train")
     history: list[dict[str, float]] = []
+    best: dict[str, float] = {}
     with tracking.training_run(logged_params) as run:
         with atomic_dir(out / "checkpoints") as checkpoints:
             for epoch in range(1, cfg.epochs + 1):
@@ -90,11 +91,11 @@ def main() -> None:
                     "scaler": scaler.state_dict(),
                 }
                 save_checkpoint(checkpoints / "last.pt", state)
-                if row["val_dice"] >= max(r["val_dice"] for r in history):
+                if not best or row["val_dice"] > best["val_dice"]:
+                    best = row
                     save_checkpoint(checkpoints / "best.pt", state)
                 print(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"))
             mlflow.log_artifacts(str(checkpoints), artifact_path="checkpoints")
-        best = max(history, key=lambda r: r["val_dice"])
         write_outputs(history, best, run)
         log_model(model, out / "checkpoints" / "best.pt", size, device)
 
@@ -122,7 +123,7 @@ def train_epoch(
 ) -> float:
     model.train()
     total, count = 0.0, 0
-    progress = tqdm(loader, desc=f"epoch {epoch}", leave=False)
+    progress = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=None)  # silent when not a terminal
     for images, masks in progress:
         images = images.to(device, non_blocking=True, memory_format=memory_format(device))
         masks = masks.to(device, non_blocking=True)
