@@ -1,6 +1,6 @@
-"""The tutorial's albumentations recipe, built from params.
+"""The tutorial's albumentations recipe, built from params (plus optional brightness/contrast jitter).
 
-Images arrive already resized to the training resolution (see carvana.preprocess), so the recipe's
+Images arrive already resized to the training resolution by the prepare stage, so the recipe's
 Resize happened once, at load time; what is left runs on small arrays.
 """
 
@@ -20,6 +20,7 @@ def train_transform(augment: AugmentParams) -> A.Compose:
             A.Rotate(limit=augment.rotate_limit, p=augment.rotate_p),
             A.HorizontalFlip(p=augment.hflip_p),
             A.VerticalFlip(p=augment.vflip_p),
+            A.RandomBrightnessContrast(p=augment.brightness_contrast_p),
             to_unit_range(),
             ToTensorV2(),
         ]

@@ -23,7 +23,8 @@ class SegmentationArrays(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         self.transform.set_random_seed(sample_seed(self.seed, self.epoch, index))
-        sample = self.transform(image=self.images[index], mask=self.masks[index])
+        # copy the (possibly memory-mapped, read-only) row into a small writable array
+        sample = self.transform(image=np.array(self.images[index]), mask=np.array(self.masks[index]))
         return sample["image"], sample["mask"].unsqueeze(0).float()
 
 

@@ -5,19 +5,19 @@ Writes stages/evaluate/{metrics.json, per_image.tsv} and logs the scores into th
 """
 
 import mlflow
+import numpy as np
 import torch
 
 from carvana import tracking
 from carvana.atomic import write_json, write_text
 from carvana.errors import run_main
 from carvana.imageio import read_mask
-from carvana.kaggle_layout import image_path, mask_path
+from carvana.kaggle_layout import mask_path
 from carvana.metrics import ScoreAccumulator
 from carvana.params import flatten, load_params
 from carvana.paths import stage_dir
 from carvana.predict import Segmenter, upsample
-from carvana.preprocess import load_pairs
-from carvana.split_val import read_split
+from carvana.prepare import load_prepared
 
 
 def main() -> None:
@@ -25,12 +25,11 @@ def main() -> None:
     cfg = params.evaluate
     segmenter = Segmenter(stage_dir("train") / "checkpoints" / "best.pt")
     root = stage_dir("download")
-    ids = read_split("val")
-    images, masks = load_pairs([(image_path(root, i), mask_path(root, i)) for i in ids], segmenter.size)
+    ids, images, masks = load_prepared("val")
     probabilities = segmenter.probabilities(images, cfg.batch_size)
 
     low_res = ScoreAccumulator()
-    low_res.add(probabilities > cfg.threshold, torch.from_numpy(masks).bool())
+    low_res.add(probabilities > cfg.threshold, torch.from_numpy(np.asarray(masks)).bool())
     full_res = ScoreAccumulator()
     for image_id, probability in zip(ids, probabilities):
         truth = torch.from_numpy(read_mask(mask_path(root, image_id))).bool()

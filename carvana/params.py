@@ -38,6 +38,13 @@ class SplitValParams:
 
 
 @dataclass(frozen=True)
+class PrepareParams:
+    image_height: int
+    image_width: int
+    workers: int | None
+
+
+@dataclass(frozen=True)
 class ModelParams:
     features: list[int]
 
@@ -48,6 +55,7 @@ class AugmentParams:
     rotate_p: float
     hflip_p: float
     vflip_p: float
+    brightness_contrast_p: float
 
 
 @dataclass(frozen=True)
@@ -56,11 +64,11 @@ class TrainParams:
     epochs: int
     batch_size: int
     lr: float
+    lr_schedule: Literal["constant", "cosine"]
     num_workers: int
-    image_height: int
-    image_width: int
     loss: Literal["bce", "bce_dice"]
     amp: bool
+    compile: bool
     panels_per_epoch: int
     model: ModelParams
     augment: AugmentParams
@@ -85,6 +93,7 @@ class Params:
     seed: int
     download: DownloadParams
     split_val: SplitValParams
+    prepare: PrepareParams
     train: TrainParams
     evaluate: EvaluateParams
     render_masks: RenderMasksParams
@@ -99,18 +108,20 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "download.synthetic.jpeg_quality": (1, 100),
     "split_val.val_fraction": (0.0, 1.0),
     "split_val.val_cars": (1, None),
+    "prepare.image_height": (16, None),
+    "prepare.image_width": (16, None),
+    "prepare.workers": (1, None),
     "train.epochs": (1, None),
     "train.batch_size": (1, None),
     "train.lr": (0.0, 1.0),
     "train.num_workers": (0, None),
-    "train.image_height": (16, None),
-    "train.image_width": (16, None),
     "train.panels_per_epoch": (0, 64),
     "train.model.features": (1, None),
     "train.augment.rotate_limit": (0.0, 180.0),
     "train.augment.rotate_p": (0.0, 1.0),
     "train.augment.hflip_p": (0.0, 1.0),
     "train.augment.vflip_p": (0.0, 1.0),
+    "train.augment.brightness_contrast_p": (0.0, 1.0),
     "evaluate.batch_size": (1, None),
     "evaluate.threshold": (0.0, 1.0),
     "render_masks.threshold": (0.0, 1.0),

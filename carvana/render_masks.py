@@ -21,7 +21,7 @@ from carvana.metrics import per_image_scores
 from carvana.params import flatten, load_params
 from carvana.paths import stage_dir
 from carvana.predict import Segmenter, upsample
-from carvana.preprocess import load_photo
+from carvana.preprocess import resize_photo
 from carvana.split_val import read_split
 from carvana.visualize import contact_sheet, overlay, resize_to_width
 
@@ -38,7 +38,7 @@ def main() -> None:
     with atomic_dir(out / "masks") as masks_dir, atomic_dir(out / "overlays") as overlays_dir:
         for image_id, photo_path, truth_path in photos:
             photo = read_image(photo_path)
-            probability = segmenter.probabilities(load_photo(photo_path, segmenter.size)[None])[0]
+            probability = segmenter.probabilities(resize_photo(photo, segmenter.size)[None])[0]
             pred = (upsample(probability, photo.shape[:2]) > cfg.threshold).numpy().astype(np.uint8)
             mask_image(pred).save(masks_dir / f"{image_id}_mask.gif", format="GIF")
             truth = read_mask(truth_path) if truth_path else None

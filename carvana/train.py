@@ -22,14 +22,12 @@ from carvana.checkpoint import save_checkpoint
 from carvana.data import SegmentationArrays, make_loader
 from carvana.device import Precision, resolve_device
 from carvana.errors import CarvanaError, run_main
-from carvana.kaggle_layout import image_path, mask_path
 from carvana.losses import LOSSES, Loss
 from carvana.metrics import ScoreAccumulator
 from carvana.model import UNet, count_parameters
 from carvana.params import flatten, load_params
 from carvana.paths import stage_dir
-from carvana.preprocess import load_pairs
-from carvana.split_val import read_split
+from carvana.prepare import load_prepared
 from carvana.visualize import panels
 
 PLOTS = {"loss": ("train_loss", "val_loss"), "dice": ("val_dice",), "iou": ("val_iou",), "accuracy": ("val_accuracy",)}
@@ -43,9 +41,11 @@ def main() -> None:
     precision = Precision.choose(device, cfg.amp)
     torch.backends.cudnn.benchmark = device.type == "cuda"
 
-    size = (cfg.image_height, cfg.image_width)
-    train_set = SegmentationArrays(*load_split("train", size), train_transform(cfg.augment), params.seed)
-    val_set = SegmentationArrays(*load_split("val", size), eval_transform(), params.seed)
+    _, train_images, train_masks = load_prepared("train")
+    _, val_images, val_masks = load_prepared("val")
+    size = train_images.shape[1:3]
+    train_set = SegmentationArrays(train_images, train_masks, train_transform(cfg.augment), params.seed)
+    val_set = SegmentationArrays(val_images, val_masks, eval_transform(), params.seed)
     loader_args = dict(
         batch_size=cfg.batch_size, workers=cfg.num_workers, seed=params.seed, pin_memory=device.type == "cuda"
     )
@@ -55,8 +55,10 @@ def main() -> None:
     model_config = {"in_channels": 3, "out_channels": 1, "features": list(cfg.model.features)}
     model = UNet(**model_config).to(device, memory_format=memory_format(device))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    scheduler = lr_scheduler(optimizer, cfg.lr_schedule, cfg.epochs, len(train_loader))
     scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_scaler)
     loss_fn = LOSSES[cfg.loss]
+    step_model = torch.compile(model) if cfg.compile else model  # shares its weights with `model`
     print(
         f"train: {len(train_set)} train / {len(val_set)} val images at {size[0]}x{size[1]}, "
         f"{count_parameters(model):,} parameters, {device}, {precision.dtype or torch.float32}"
@@ -66,6 +68,7 @@ def main() -> None:
         "seed": params.seed,
         **flatten(params.download, "download."),
         **flatten(params.split_val, "split_val."),
+        **flatten(params.prepare, "prepare."),
         **flatten(cfg, "train."),
     }
     checkpoint_meta = {"model_config": model_config, "image_size": list(size), "params": asdict(params)}
@@ -76,11 +79,15 @@ def main() -> None:
         with atomic_dir(out / "checkpoints") as checkpoints:
             for epoch in range(1, cfg.epochs + 1):
                 train_set.epoch = epoch
-                train_loss = train_epoch(model, train_loader, optimizer, scaler, loss_fn, device, precision, epoch)
-                val_scores, val_preds = validate(model, val_loader, loss_fn, device, precision)
+                train_loss = train_epoch(
+                    step_model, train_loader, optimizer, scheduler, scaler, loss_fn, device, precision, epoch
+                )
+                val_scores, val_preds = validate(step_model, val_loader, loss_fn, device, precision)
                 row = {"epoch": epoch, "train_loss": train_loss, **{f"val_{k}": v for k, v in val_scores.items()}}
                 history.append(row)
-                mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
+                mlflow.log_metrics(
+                    {k: v for k, v in row.items() if k != "epoch"} | {"lr": scheduler.get_last_lr()[0]}, step=epoch
+                )
                 log_panels(val_set, val_preds, cfg.panels_per_epoch, epoch)
                 state = {
                     **checkpoint_meta,
@@ -88,6 +95,7 @@ def main() -> None:
                     "metrics": row,
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(),
                 }
                 save_checkpoint(checkpoints / "last.pt", state)
@@ -100,10 +108,21 @@ def main() -> None:
         log_model(model, out / "checkpoints" / "best.pt", size, device)
 
 
-def load_split(name: str, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    root = stage_dir("download")
-    ids = read_split(name)
-    return load_pairs([(image_path(root, i), mask_path(root, i)) for i in ids], size)
+def lr_scheduler(
+    optimizer: torch.optim.Optimizer, schedule: str, epochs: int, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-batch multiplier of the base lr: constant, or one linear warm-up epoch then cosine decay to zero."""
+    total = epochs * steps_per_epoch
+    warmup = steps_per_epoch if epochs > 1 else 0
+
+    def factor(step: int) -> float:
+        if schedule == "constant":
+            return 1.0
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def memory_format(device: torch.device) -> torch.memory_format:
@@ -115,6 +134,7 @@ def train_epoch(
     model: nn.Module,
     loader: torch.utils.data.DataLoader,
     optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
     scaler: torch.amp.GradScaler,
     loss_fn: Loss,
     device: torch.device,
@@ -136,6 +156,7 @@ def train_epoch(
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+        scheduler.step()
         total += value * len(images)
         count += len(images)
         progress.set_postfix(loss=f"{total / count:.4f}")

@@ -16,11 +16,10 @@ COPIED = ["carvana", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvc/config",
 TINY_PARAMS = {
     "download": {"synthetic": {"cars": 4, "width": 240, "height": 160}},
     "split_val": {"val_fraction": 0.25},
+    "prepare": {"image_height": 32, "image_width": 48},
     "train": {
         "epochs": 2,
         "batch_size": 8,
-        "image_height": 32,
-        "image_width": 48,
         "panels_per_epoch": 2,
         "model": {"features": [4, 8, 16]},
     },

@@ -52,7 +52,7 @@ def test_seed_preset_is_the_tutorial_recipe(repo_params, tmp_path):
     path.write_text(yaml.safe_dump(repo_params))
     args = set_args("seed", path)
     assert "train.model.features=[64,128,256,512]" in args
-    assert "train.lr=0.0001" in args and "train.image_height=160" in args and 'train.loss="bce"' in args
+    assert "train.lr=0.0001" in args and "prepare.image_height=160" in args and 'train.loss="bce"' in args
     assert args[::2] == ["-S"] * (len(args) // 2)
 
 

@@ -45,6 +45,15 @@ def test_split_holds_out_whole_cars(workspace):
     assert len({car_of(i) for i in val}) == 1
 
 
+def test_prepare_caches_both_splits_at_the_model_resolution(workspace):
+    for split, count in (("train", 48), ("val", 16)):
+        images = np.load(workspace.root / f"stages/prepare/{split}/images.npy", mmap_mode="r")
+        masks = np.load(workspace.root / f"stages/prepare/{split}/masks.npy", mmap_mode="r")
+        assert images.shape == (count, 32, 48, 3) and masks.shape == (count, 32, 48)
+        ids = (workspace.root / f"stages/prepare/{split}/ids.txt").read_text().split()
+        assert ids == (workspace.root / f"stages/split_val/{split}.txt").read_text().split()
+
+
 def test_train_writes_checkpoints_metrics_and_plots(workspace):
     for name in ("best", "last"):
         checkpoint = load_checkpoint(workspace.root / f"stages/train/checkpoints/{name}.pt")
