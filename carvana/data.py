@@ -1,7 +1,8 @@
 """Training/validation samples from in-memory uint8 arrays, with reproducible augmentation.
 
-Each sample's augmentation is seeded from (seed, epoch, index), so a run gives the same batches whatever
-the number of DataLoader workers.
+Each sample's augmentation is seeded from (seed, epoch, index) and each epoch's shuffling from (seed, epoch),
+so a run gives the same batches whatever the number of DataLoader workers, and a resumed run the same
+batches as an uninterrupted one.
 """
 
 import albumentations as A
@@ -22,14 +23,25 @@ class SegmentationArrays(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        self.transform.set_random_seed(sample_seed(self.seed, self.epoch, index))
+        self.transform.set_random_seed(derived_seed(self.seed, AUGMENT, self.epoch, index))
         # copy the (possibly memory-mapped, read-only) row into a small writable array
         sample = self.transform(image=np.array(self.images[index]), mask=np.array(self.masks[index]))
         return sample["image"], sample["mask"].unsqueeze(0).float()
 
 
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+AUGMENT, SHUFFLE = 0, 1  # keep the two seed streams apart
+
+
+def derived_seed(*keys: int) -> int:
+    return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
+
+
+def start_epoch(loader: DataLoader, epoch: int) -> None:
+    """Make epoch `epoch`'s shuffling and augmentation a function of (seed, epoch) alone, so a resumed run
+    draws exactly the batches the uninterrupted run would have."""
+    dataset = loader.dataset
+    dataset.epoch = epoch
+    loader.generator.manual_seed(derived_seed(dataset.seed, SHUFFLE, epoch))
 
 
 def make_loader(

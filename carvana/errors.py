@@ -3,6 +3,8 @@
 import sys
 from collections.abc import Callable, Sequence
 
+from carvana.interrupts import Interrupted, interruptible
+
 
 class CarvanaError(Exception):
     """Bad input or environment: the message names the file or key and says how to fix it."""
@@ -16,9 +18,14 @@ def list_some(items: Sequence[object], limit: int = 5) -> str:
 
 
 def run_main(main: Callable[[], None]) -> None:
-    """Run a stage's main(); a CarvanaError exits 2 with its message instead of a traceback."""
+    """Run a stage's main(); a CarvanaError exits 2 with its message instead of a traceback, SIGINT/SIGTERM
+    exit 128 + the signal number."""
     try:
-        main()
+        with interruptible():
+            main()
     except CarvanaError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except Interrupted as interrupt:
+        print(f"stopped by {interrupt}", file=sys.stderr)
+        sys.exit(128 + interrupt.signum)

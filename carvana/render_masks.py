@@ -5,6 +5,7 @@ Renders the val photos by default, or every photo in the folder named by `render
 Writes stages/render_masks/{masks/<id>_mask.gif, overlays/<id>.png, worst_cases.png}.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -21,7 +22,7 @@ from carvana.metrics import per_image_scores
 from carvana.params import flatten, load_params
 from carvana.paths import stage_dir
 from carvana.predict import Segmenter, upsample
-from carvana.preprocess import resize_photo
+from carvana.preprocess import resize_mask, resize_photo
 from carvana.split_val import read_split
 from carvana.visualize import contact_sheet, overlay, resize_to_width
 
@@ -34,22 +35,11 @@ def main() -> None:
     segmenter = Segmenter(stage_dir("train") / "checkpoints" / "best.pt")
     photos = photos_to_render(cfg.images)
     out = stage_dir("render_masks")
-    results: list[tuple[str, float | None, np.ndarray]] = []
     with atomic_dir(out / "masks") as masks_dir, atomic_dir(out / "overlays") as overlays_dir:
-        for image_id, photo_path, truth_path in photos:
-            photo = read_image(photo_path)
-            probability = segmenter.probabilities(resize_photo(photo, segmenter.size)[None])[0]
-            pred = (upsample(probability, photo.shape[:2]) > cfg.threshold).numpy().astype(np.uint8)
-            mask_image(pred).save(masks_dir / f"{image_id}_mask.gif", format="GIF")
-            truth = read_mask(truth_path) if truth_path else None
-            dice = (
-                float(per_image_scores(torch.from_numpy(pred)[None], torch.from_numpy(truth)[None])["dice"][0])
-                if truth is not None
-                else None
-            )
-            picture = resize_to_width(overlay(photo, pred, truth), cfg.overlay_width)
-            Image.fromarray(picture).save(overlays_dir / f"{image_id}.png")
-            results.append((image_id, dice, picture))
+        results = [
+            render_photo(segmenter, photo, cfg.threshold, cfg.overlay_width, masks_dir, overlays_dir)
+            for photo in photos
+        ]
     sheet = worst_cases_sheet(results, cfg.worst_cases)
     atomic_write(out / "worst_cases.png", lambda tmp: sheet.save(tmp, format="PNG"))
     print(f"render_masks: {len(results)} masks and overlays -> {out}")
@@ -60,25 +50,55 @@ def main() -> None:
         mlflow.log_artifact(str(out / "worst_cases.png"), artifact_path="render_masks")
 
 
-def photos_to_render(folder: str | None) -> list[tuple[str, Path, Path | None]]:
+@dataclass(frozen=True)
+class Photo:
+    image_id: str
+    path: Path
+    truth: Path | None  # its Kaggle mask, when there is one to score against
+
+
+@dataclass(frozen=True)
+class Rendered:
+    image_id: str
+    dice: float | None
+    overlay: np.ndarray
+
+
+def render_photo(
+    segmenter: Segmenter, photo: Photo, threshold: float, overlay_width: int, masks_dir: Path, overlays_dir: Path
+) -> Rendered:
+    """Decode once, predict at the model's resolution, write the full-size mask GIF and a scaled-down overlay."""
+    image = read_image(photo.path)
+    probability = segmenter.probabilities(resize_photo(image, segmenter.size)[None])[0]
+    pred = (upsample(probability, image.shape[:2]) > threshold).numpy().astype(np.uint8)
+    mask_image(pred).save(masks_dir / f"{photo.image_id}_mask.gif", format="GIF")
+    truth = read_mask(photo.truth) if photo.truth else None
+    dice = None
+    if truth is not None:
+        dice = float(per_image_scores(torch.from_numpy(pred)[None], torch.from_numpy(truth)[None])["dice"][0])
+    small = resize_to_width(image, overlay_width)
+    size = small.shape[:2]
+    picture = overlay(small, resize_mask(pred, size), None if truth is None else resize_mask(truth, size))
+    Image.fromarray(picture).save(overlays_dir / f"{photo.image_id}.png")
+    return Rendered(photo.image_id, dice, picture)
+
+
+def photos_to_render(folder: str | None) -> list[Photo]:
     """(id, photo, truth mask or None) for the val photos, or for every photo in `folder`."""
     if folder is None:
         root = stage_dir("download")
-        return [(i, image_path(root, i), mask_path(root, i)) for i in read_split("val")]
+        return [Photo(i, image_path(root, i), mask_path(root, i)) for i in read_split("val")]
     path = Path(folder).expanduser()
     photos = sorted(p for p in path.glob("*") if p.suffix.lower() in PHOTO_SUFFIXES) if path.is_dir() else []
     if not photos:
         raise CarvanaError(f"params: `render_masks.images` is {folder!r}, which holds no .jpg/.jpeg/.png photos")
-    return [(p.stem, p, None) for p in photos]
+    return [Photo(p.stem, p, None) for p in photos]
 
 
-def worst_cases_sheet(results: list[tuple[str, float | None, np.ndarray]], count: int) -> Image.Image:
+def worst_cases_sheet(results: list[Rendered], count: int) -> Image.Image:
     """The lowest-dice overlays (the first ones when there is no truth to score against)."""
-    scored = sorted(results, key=lambda r: r[1] if r[1] is not None else 0.0)
-    tiles = [
-        (picture, f"{image_id}  dice {dice:.4f}" if dice is not None else image_id)
-        for image_id, dice, picture in scored[:count]
-    ]
+    scored = sorted(results, key=lambda r: r.dice if r.dice is not None else 0.0)
+    tiles = [(r.overlay, r.image_id if r.dice is None else f"{r.image_id}  dice {r.dice:.4f}") for r in scored[:count]]
     return contact_sheet(tiles)
 
 

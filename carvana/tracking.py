@@ -14,6 +14,7 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
 from carvana.atomic import write_json
+from carvana.interrupts import Interrupted
 from carvana.paths import project_root, workspace_root
 
 EXPERIMENT = "carvana"
@@ -80,13 +81,18 @@ def git_commit() -> str:
 
 
 @contextmanager
-def training_run(params: dict[str, Any]) -> Iterator[Run]:
-    """Open the model's run, named after the DVC experiment when there is one."""
+def training_run(params: dict[str, Any], resume_run_id: str | None = None) -> Iterator[Run]:
+    """Open the model's run, named after the DVC experiment when there is one; or reopen the run of an
+    interrupted training that is being resumed."""
     setup()
     mlflow.enable_system_metrics_logging()
     if "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL" not in os.environ:
         mlflow.set_system_metrics_sampling_interval(5)
-    with mlflow.start_run(run_name=os.environ.get("DVC_EXP_NAME"), tags=run_tags("train")) as run:
+    if resume_run_id and run_exists(resume_run_id):
+        with active_run(run_id=resume_run_id) as run:
+            yield run
+        return
+    with active_run(run_name=os.environ.get("DVC_EXP_NAME"), tags=run_tags("train")) as run:
         mlflow.log_params(params)
         yield run
 
@@ -105,13 +111,24 @@ def continue_run(run_file: Path, stage: str) -> Iterator[Run]:
     setup()
     origin = json.loads(run_file.read_text())["run_id"]
     if run_exists(origin):
-        with mlflow.start_run(run_id=origin) as run:
+        with active_run(run_id=origin) as run:
             mlflow.set_tag(f"{stage}.git.commit", git_commit())
             yield run
         return
     tags = {**run_tags(stage), "origin_run_id": origin}
-    with mlflow.start_run(run_name=os.environ.get("DVC_EXP_NAME"), tags=tags) as run:
+    with active_run(run_name=os.environ.get("DVC_EXP_NAME"), tags=tags) as run:
         yield run
+
+
+@contextmanager
+def active_run(**start_run_args: Any) -> Iterator[Run]:
+    """mlflow.start_run that ends the run KILLED, not FAILED, when the stage is stopped by a signal."""
+    with mlflow.start_run(**start_run_args) as run:
+        try:
+            yield run
+        except Interrupted:
+            mlflow.end_run("KILLED")
+            raise
 
 
 def run_exists(run_id: str) -> bool:

@@ -5,8 +5,10 @@ params, per-epoch metrics, prediction panels, checkpoints and the model in one M
 """
 
 import math
+import shutil
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -15,17 +17,17 @@ from mlflow.models import infer_signature
 from torch import nn
 from tqdm import tqdm
 
-from carvana import tracking
+from carvana import resume, tracking
 from carvana.atomic import atomic_dir, write_json
 from carvana.augment import eval_transform, train_transform
 from carvana.checkpoint import save_checkpoint
-from carvana.data import SegmentationArrays, make_loader
+from carvana.data import SegmentationArrays, make_loader, start_epoch
 from carvana.device import Precision, resolve_device
 from carvana.errors import CarvanaError, run_main
 from carvana.losses import LOSSES, Loss
 from carvana.metrics import ScoreAccumulator
 from carvana.model import UNet, count_parameters
-from carvana.params import flatten, load_params
+from carvana.params import Params, flatten, load_params
 from carvana.paths import stage_dir
 from carvana.prepare import load_prepared
 from carvana.visualize import panels
@@ -41,8 +43,8 @@ def main() -> None:
     precision = Precision.choose(device, cfg.amp)
     torch.backends.cudnn.benchmark = device.type == "cuda"
 
-    _, train_images, train_masks = load_prepared("train")
-    _, val_images, val_masks = load_prepared("val")
+    train_ids, train_images, train_masks = load_prepared("train")
+    val_ids, val_images, val_masks = load_prepared("val")
     size = train_images.shape[1:3]
     train_set = SegmentationArrays(train_images, train_masks, train_transform(cfg.augment), params.seed)
     val_set = SegmentationArrays(val_images, val_masks, eval_transform(), params.seed)
@@ -64,48 +66,66 @@ def main() -> None:
         f"{count_parameters(model):,} parameters, {device}, {precision.dtype or torch.float32}"
     )
 
-    logged_params = {
-        "seed": params.seed,
-        **flatten(params.download, "download."),
-        **flatten(params.split_val, "split_val."),
-        **flatten(params.prepare, "prepare."),
-        **flatten(cfg, "train."),
-    }
-    checkpoint_meta = {"model_config": model_config, "image_size": list(size), "params": asdict(params)}
-    out = stage_dir("train")
-    history: list[dict[str, float]] = []
-    best: dict[str, float] = {}
-    with tracking.training_run(logged_params) as run:
+    progress_dir = resume.resume_dir(params, {"train": train_ids, "val": val_ids})
+    state = resume.load_state(progress_dir)
+    if state:
+        for component, key in (
+            (model, "model"),
+            (optimizer, "optimizer"),
+            (scheduler, "scheduler"),
+            (scaler, "scaler"),
+        ):
+            component.load_state_dict(state[key])
+        print(f"train: resuming after epoch {state['epoch']} (state in {progress_dir})")
+    history: list[dict[str, float]] = state["history"] if state else []
+    best: dict[str, float] = state["best"] if state else {}
+    first_epoch = state["epoch"] + 1 if state else 1
+
+    meta = {"model_config": model_config, "image_size": list(size), "params": asdict(params)}
+    with tracking.training_run(logged_params(params), state and state["run_id"]) as run:
+        for epoch in range(first_epoch, cfg.epochs + 1):
+            start_epoch(train_loader, epoch)
+            train_loss = train_epoch(
+                step_model, train_loader, optimizer, scheduler, scaler, loss_fn, device, precision, epoch
+            )
+            val_scores, val_preds = validate(step_model, val_loader, loss_fn, device, precision)
+            row = {"epoch": epoch, "train_loss": train_loss, **{f"val_{k}": v for k, v in val_scores.items()}}
+            history.append(row)
+            improved = not best or row["val_dice"] > best["val_dice"]
+            best = row if improved else best
+            state = {
+                **meta,
+                "epoch": epoch,
+                "metrics": row,
+                "history": history,
+                "best": best,
+                "run_id": run.info.run_id,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+            }
+            if improved:
+                save_checkpoint(progress_dir / "best.pt", state)
+            save_checkpoint(progress_dir / "last.pt", state)
+            mlflow.log_metrics(
+                {k: v for k, v in row.items() if k != "epoch"} | {"lr": scheduler.get_last_lr()[0]}, step=epoch
+            )
+            log_panels(val_set, val_preds, cfg.panels_per_epoch, epoch)
+            print(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"))
+        out = stage_dir("train")
         with atomic_dir(out / "checkpoints") as checkpoints:
-            for epoch in range(1, cfg.epochs + 1):
-                train_set.epoch = epoch
-                train_loss = train_epoch(
-                    step_model, train_loader, optimizer, scheduler, scaler, loss_fn, device, precision, epoch
-                )
-                val_scores, val_preds = validate(step_model, val_loader, loss_fn, device, precision)
-                row = {"epoch": epoch, "train_loss": train_loss, **{f"val_{k}": v for k, v in val_scores.items()}}
-                history.append(row)
-                mlflow.log_metrics(
-                    {k: v for k, v in row.items() if k != "epoch"} | {"lr": scheduler.get_last_lr()[0]}, step=epoch
-                )
-                log_panels(val_set, val_preds, cfg.panels_per_epoch, epoch)
-                state = {
-                    **checkpoint_meta,
-                    "epoch": epoch,
-                    "metrics": row,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                }
-                save_checkpoint(checkpoints / "last.pt", state)
-                if not best or row["val_dice"] > best["val_dice"]:
-                    best = row
-                    save_checkpoint(checkpoints / "best.pt", state)
-                print(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"))
-            mlflow.log_artifacts(str(checkpoints), artifact_path="checkpoints")
+            for name in ("best.pt", "last.pt"):
+                shutil.copyfile(progress_dir / name, checkpoints / name)
+        mlflow.log_artifacts(str(out / "checkpoints"), artifact_path="checkpoints")
         write_outputs(history, best, run)
         log_model(model, out / "checkpoints" / "best.pt", size, device)
+    resume.discard(progress_dir)
+
+
+def logged_params(params: Params) -> dict[str, Any]:
+    groups = ("download", "split_val", "prepare", "train")
+    return {"seed": params.seed} | {k: v for g in groups for k, v in flatten(getattr(params, g), f"{g}.").items()}
 
 
 def lr_scheduler(

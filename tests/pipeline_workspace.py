@@ -36,7 +36,9 @@ def deep_update(base: dict[str, Any], overrides: dict[str, Any]) -> None:
 
 
 class Workspace:
-    def __init__(self, root: Path, overrides: dict[str, Any] = TINY_PARAMS) -> None:
+    def __init__(
+        self, root: Path, overrides: dict[str, Any] = TINY_PARAMS, extra: dict[str, Any] | None = None
+    ) -> None:
         self.root = root
         for name in COPIED:
             source, target = REPO / name, root / name
@@ -47,6 +49,7 @@ class Workspace:
                 shutil.copy2(source, target)
         params = yaml.safe_load((root / "params.yaml").read_text())
         deep_update(params, overrides)
+        deep_update(params, extra or {})
         (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
         self.env.update(
@@ -61,6 +64,18 @@ class Workspace:
         self.run("git", "init", "-q", "-b", "main")
         self.run("git", "add", "-A")
         self.run("git", "commit", "-q", "-m", "tiny pipeline")
+
+    def start(self, *args: str) -> subprocess.Popen:
+        """Start a command in its own process group (so the test can signal it and all its children)."""
+        return subprocess.Popen(
+            args,
+            cwd=self.root,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run(args, cwd=self.root, env=self.env, capture_output=True, text=True)

@@ -40,7 +40,7 @@ def test_bad_files_are_named_and_nothing_is_left(dataset, tmp_path):
     corrupt = dataset / "train" / "0bbbbbbbbbbb_02.jpg"
     corrupt.write_bytes(corrupt.read_bytes()[:150])
     Image.fromarray(np.full((48, 64), 7, dtype=np.uint8)).save(dataset / "train_masks" / "0ccccccccccc_01_mask.gif")
-    with pytest.raises(CarvanaError, match=r"2 file\(s\).*0bbbbbbbbbbb_02.jpg.*0ccccccccccc_01_mask.gif"):
-        with atomic_dir(tmp_path / "stages" / "prepare") as out:
-            prepare_split(dataset, image_ids(dataset), out / "train", (24, 32), workers=2)
+    expected = r"2 file\(s\).*0bbbbbbbbbbb_02.jpg.*0ccccccccccc_01_mask.gif"
+    with pytest.raises(CarvanaError, match=expected), atomic_dir(tmp_path / "stages" / "prepare") as out:
+        prepare_split(dataset, image_ids(dataset), out / "train", (24, 32), workers=2)
     assert list((tmp_path / "stages").iterdir()) == []

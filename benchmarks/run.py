@@ -1,0 +1,79 @@
+"""Run every benchmark and print a markdown table: `python -m benchmarks.run [--quick] [--data PATH] [--out FILE]`.
+
+Each row compares our way with a baseline measured in the same run, so the ratio holds on any machine.
+Run from the repository root, on a quiet machine: the numbers are throughputs of a 2-core-sized workload.
+"""
+
+import argparse
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from benchmarks import inference, input_pipeline, preparation, training
+from benchmarks.dataset import default_data, photo_size, pick_ids, prepared_arrays
+from benchmarks.recipes import recipes
+from benchmarks.report import LEGEND, machine, table
+
+
+@dataclass(frozen=True)
+class Settings:
+    images: int
+    repeats: int  # timed rounds per measurement; the best counts
+    min_seconds: float  # a round repeats its work until it has run this long
+
+
+FULL = Settings(images=64, repeats=3, min_seconds=0.5)
+QUICK = Settings(images=8, repeats=1, min_seconds=0.05)
+QUICK_SIZE, QUICK_BATCH, QUICK_STEPS = (64, 96), 2, 2  # smoke runs: the real networks on small inputs
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--data", type=Path, help="folder in Kaggle layout (default: ../shared/carvana-sample, else synthetic)"
+    )
+    parser.add_argument(
+        "--images", type=int, help=f"photo/mask pairs to use (default {FULL.images}; {QUICK.images} with --quick)"
+    )
+    parser.add_argument("--repeats", type=int, help=f"timed rounds per measurement, best kept (default {FULL.repeats})")
+    parser.add_argument("--quick", action="store_true", help="smoke run: few images, small inputs, 1 round")
+    parser.add_argument("--out", type=Path, help="also write the report to this file")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    base = QUICK if args.quick else FULL
+    settings = Settings(args.images or base.images, args.repeats or base.repeats, base.min_seconds)
+    default, seed = recipes()
+    if args.quick:
+        default, seed = (r.shrunk(QUICK_SIZE, QUICK_BATCH, QUICK_STEPS) for r in (default, seed))
+    header = machine(torch.__version__, torch.get_num_threads())
+    torch.manual_seed(default.params.seed)
+
+    with tempfile.TemporaryDirectory(prefix="carvana-benchmarks-") as tmp:
+        work = Path(tmp)
+        root = args.data or default_data(work, settings.images, default.params.seed)
+        ids = pick_ids(root, settings.images)
+        height, width = photo_size(root, ids[0])
+        header += f"\nData: {root}, {len(ids)} photo/mask pairs at {width}x{height}."
+        timing = (settings.repeats, settings.min_seconds)
+        rows = [
+            preparation.measure_speed(root, ids, default.size, work, *timing),
+            preparation.measure_memory(root, ids, default.size, work),
+            input_pipeline.measure(default, root, ids, prepared_arrays(root, ids, default.size, work), *timing),
+            training.measure(default, prepared_arrays(root, ids, default.size, work), *timing),
+            training.measure(seed, prepared_arrays(root, ids, seed.size, work), *timing),
+            inference.measure(default, root, ids, work, *timing),
+        ]
+
+    report = f"{header}\n\n{table(rows)}\n\n{LEGEND}\n"
+    print(report, end="")
+    if args.out:
+        args.out.write_text(report)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Training throughput end to end vs the model alone: is the input pipeline hidden behind the model's steps?
+
+Both sides run the train stage's own `train_epoch` (forward, loss, backward, optimizer step, per batch) on
+the same model: end to end it draws batches from the stage's DataLoader over the prepared arrays (with the
+recipe's loader workers); model-only it is handed the same number of batches already in memory.
+"""
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+
+from benchmarks.measure import best_rates
+from benchmarks.recipes import Recipe
+from benchmarks.report import Row, quantity
+from carvana.augment import train_transform
+from carvana.data import SegmentationArrays, make_loader
+from carvana.device import Precision
+from carvana.losses import LOSSES
+from carvana.model import UNet
+from carvana.train import lr_scheduler, train_epoch
+
+DEVICE = torch.device("cpu")
+
+
+def measure(recipe: Recipe, arrays: tuple[np.ndarray, np.ndarray], repeats: int, min_seconds: float) -> Row:
+    params, cfg = recipe.params, recipe.params.train
+    images, masks = arrays
+    steps = min(recipe.steps or len(images), len(images)) // cfg.batch_size
+    if steps < 1:
+        raise SystemExit(f"error: training {recipe.name} needs at least {cfg.batch_size} images")
+    count = steps * cfg.batch_size
+    dataset = SegmentationArrays(images[:count], masks[:count], train_transform(cfg.augment), params.seed)
+    loader = make_loader(
+        dataset, cfg.batch_size, shuffle=True, workers=cfg.num_workers, seed=params.seed, pin_memory=False
+    )
+
+    torch.manual_seed(params.seed)
+    model = UNet(features=cfg.model.features).to(DEVICE)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    scheduler = lr_scheduler(optimizer, cfg.lr_schedule, epochs=1, steps_per_epoch=steps)
+    scaler = torch.amp.GradScaler(DEVICE.type, enabled=False)
+    precision = Precision.choose(DEVICE, amp=False)
+    loss_fn = LOSSES[cfg.loss]
+
+    def epoch(batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> int:
+        # train_epoch only iterates its loader, so a list of in-memory batches stands in for one
+        train_epoch(model, batches, optimizer, scheduler, scaler, loss_fn, DEVICE, precision, dataset.epoch)
+        return count
+
+    def end_to_end() -> int:
+        dataset.epoch += 1  # a fresh augmentation each epoch, as in training
+        return epoch(loader)
+
+    batch = next(iter(loader))
+    in_memory = [batch] * steps
+    epoch([batch])  # warm-up
+    e2e, model_only = best_rates([end_to_end, lambda: epoch(in_memory)], repeats, min_seconds)
+    return Row(
+        f"training: end to end vs model-only ({recipe.label}, {cfg.num_workers} loader workers, {steps} steps)",
+        quantity(e2e, "img/s"),
+        quantity(model_only, "img/s"),
+        e2e / model_only,
+        "≥ 0.95",
+    )

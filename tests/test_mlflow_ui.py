@@ -1,0 +1,226 @@
+"""The MLflow UI on a real tiny pipeline's store, checked in headless Chromium driven by Selenium.
+
+Screenshots of each page land in $CARVANA_SCREENSHOTS if set, else in pytest's tmp folder (path printed).
+"""
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+from PIL import Image
+from pipeline_workspace import Workspace
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+MLFLOW = Path(sys.executable).parent / "mlflow"
+# Headless, and nothing that reaches beyond loopback (updates, sync, field trials, QUIC probes).
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1600,1200",
+]
+SERVER_START_TIMEOUT = 60
+EXPERIMENT_API = "ajax-api/2.0/mlflow/experiments/get-by-name"
+PAGE_TIMEOUT = 30
+WORST_CASES = "render_masks/worst_cases.png"
+# An <img>'s decoded size, or 0 while it has not loaded.
+NATURAL_SIZE = "const image = arguments[0]; return image.naturalWidth && [image.naturalWidth, image.naturalHeight]"
+
+
+def missing_browser() -> str | None:
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not path.is_file():
+            return f"{path.name.capitalize()} not found at {path}: apt-get install chromium chromium-driver"
+    return None
+
+
+MISSING_BROWSER = missing_browser()
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(MISSING_BROWSER is not None, reason=MISSING_BROWSER or "")]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    ws = Workspace(tmp_path_factory.mktemp("pipeline"))
+    ws.run("dvc", "repro")
+    return ws
+
+
+@pytest.fixture(scope="module")
+def run(workspace: Workspace) -> Run:
+    run_id = workspace.json("stages/train/mlflow_run.json")["run_id"]
+    return MlflowClient(tracking_uri=workspace.tracking_uri).get_run(run_id)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def carvana_experiment(url: str) -> dict | None:
+    """The server's `carvana` experiment, or None while it does not answer yet."""
+    try:
+        with urllib.request.urlopen(f"{url}/{EXPERIMENT_API}?experiment_name=carvana", timeout=5) as response:
+            return json.load(response)["experiment"]
+    except OSError:  # refused, reset, timed out, or an HTTP error status
+        return None
+
+
+def wait_for_server(url: str, server: subprocess.Popen, log: Path) -> dict:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while time.monotonic() < deadline and server.poll() is None:
+        experiment = carvana_experiment(url)
+        if experiment is not None:
+            return experiment
+        time.sleep(0.25)
+    raise AssertionError(
+        f"mlflow server at {url} not ready in {SERVER_START_TIMEOUT} s (exit code {server.poll()}):\n{log.read_text()}"
+    )
+
+
+def stop(server: subprocess.Popen) -> None:
+    """Terminate the server's whole process group (mlflow runs uvicorn as a child), then kill what is left."""
+    with contextlib.suppress(ProcessLookupError):  # the whole group may have exited already
+        os.killpg(server.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        server.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGKILL)
+    server.wait()
+
+
+@pytest.fixture(scope="module")
+def server(workspace: Workspace) -> Iterator[str]:
+    url = f"http://127.0.0.1:{free_port()}"
+    log = workspace.root / "mlflow_server.log"
+    env = {
+        **workspace.env,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # the GenAI job runner: 7 more processes, unused here
+    }
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            [MLFLOW, "server", "--backend-store-uri", workspace.tracking_uri]
+            + ["--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1], "--workers", "1"],
+            cwd=workspace.root,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        experiment = wait_for_server(url, server, log)
+        # Another server that grabbed the port first would answer too; this one serves our store.
+        assert experiment["artifact_location"].startswith((workspace.root / "mlruns").as_uri()), experiment
+        yield url
+    finally:
+        stop(server)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
+    options = Options()
+    options.binary_location = str(CHROMIUM)
+    for arg in [*CHROMIUM_ARGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"]:
+        options.add_argument(arg)
+    # An explicit chromedriver path: Selenium Manager (which downloads drivers) never runs.
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if "CARVANA_SCREENSHOTS" in os.environ:
+        folder = Path(os.environ["CARVANA_SCREENSHOTS"])
+        folder.mkdir(parents=True, exist_ok=True)
+    else:
+        folder = tmp_path_factory.mktemp("screenshots")
+    print(f"MLflow UI screenshots: {folder}")
+    return folder
+
+
+class MlflowUi:
+    """The UI at `url` in `driver`: open a hash route, wait for an element, screenshot around it."""
+
+    def __init__(self, driver: WebDriver, url: str, screenshots: Path) -> None:
+        self.driver, self.url, self.screenshots = driver, url, screenshots
+
+    def open(self, route: str) -> None:
+        self.driver.get(f"{self.url}/#/{route}")
+
+    def wait(self, condition: Callable[[WebDriver], Any]) -> Any:
+        return WebDriverWait(self.driver, PAGE_TIMEOUT).until(condition)
+
+    def visible(self, xpath: str) -> WebElement:
+        return self.wait(expected_conditions.visibility_of_element_located((By.XPATH, xpath)))
+
+    def screenshot(self, name: str, around: WebElement) -> None:
+        self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", around)
+        self.driver.save_screenshot(str(self.screenshots / name))
+
+
+@pytest.fixture(scope="module")
+def ui(browser: WebDriver, server: str, screenshots: Path) -> MlflowUi:
+    # The MLflow Assistant side panel opens on a first visit and hides a quarter of every screenshot;
+    # its state lives in the UI origin's localStorage, so set it from a page of that origin.
+    browser.get(f"{server}/health")
+    browser.execute_script(
+        "localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true');"
+        "localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false');"
+    )
+    return MlflowUi(browser, server, screenshots)
+
+
+def test_experiment_lists_the_run(ui: MlflowUi, run: Run) -> None:
+    ui.open(f"experiments/{run.info.experiment_id}/runs")
+    link = ui.visible(f"//a[@href='#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}']")
+    assert link.text == run.info.run_name
+    ui.screenshot("experiment_runs.png", link)
+
+
+def test_run_page_shows_val_dice(ui: MlflowUi, run: Run) -> None:
+    ui.open(f"experiments/{run.info.experiment_id}/runs/{run.info.run_id}")
+    assert ui.visible("//*[@data-testid='runs-header']").text == run.info.run_name
+    row = ui.visible("//*[@role='row'][.//a[normalize-space()='val_dice']]")
+    shown = row.find_elements(By.XPATH, "./*[@role='cell']")[1].text
+    assert float(shown) == pytest.approx(run.data.metrics["val_dice"], rel=1e-9)
+    ui.screenshot("run_overview.png", row)
+
+
+def test_worst_cases_sheet_loads_in_the_artifacts_view(ui: MlflowUi, run: Run, workspace: Workspace) -> None:
+    ui.open(f"experiments/{run.info.experiment_id}/runs/{run.info.run_id}/artifacts/{WORST_CASES}")
+    image = ui.visible(f"//img[@alt='{WORST_CASES}']")
+    # The UI fetches the file from /get-artifact, then shows it from a blob: URL: wait until it has decoded.
+    size = ui.wait(lambda driver: driver.execute_script(NATURAL_SIZE, image))
+    with Image.open(workspace.root / "stages" / WORST_CASES) as sheet:
+        assert tuple(size) == sheet.size
+    ui.screenshot("run_artifact_worst_cases.png", image)
