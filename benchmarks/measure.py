@@ -29,17 +29,21 @@ def best_rates(works: Sequence[Work], repeats: int, min_seconds: float) -> list[
     return best
 
 
-def peak_memory(argv: list[str], cwd: Path, poll_seconds: float = 0.005) -> int:
-    """Peak memory in bytes of a fresh subprocess and its children: their PSS summed, sampled every few ms.
+POLL_SECONDS = 0.02  # memory sampling period; listing a process tree costs a few ms of CPU
+
+
+def peak_memory(argv: list[str], cwd: Path) -> int:
+    """Peak memory in bytes of a fresh subprocess and its children: their PSS summed, sampled every POLL_SECONDS.
 
     PSS (proportional set size) splits pages shared between processes (forked workers, libraries) among
-    them, so the sum over a process tree counts every page once, unlike RSS.
+    them, so the sum over a process tree counts every page once, unlike RSS. A subprocess whose memory peaks
+    at its very end should stay alive a couple of periods longer to be sampled there.
     """
     process = subprocess.Popen(argv, cwd=cwd)
     peak = 0
     while process.poll() is None:
         peak = max(peak, tree_pss(process.pid))
-        time.sleep(poll_seconds)
+        time.sleep(POLL_SECONDS)
     if process.returncode:
         raise subprocess.CalledProcessError(process.returncode, argv)
     return peak

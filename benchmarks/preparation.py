@@ -13,12 +13,13 @@ subprocesses whose memory is measured.
 import itertools
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.dataset import REPO
-from benchmarks.measure import best_rates, peak_memory
+from benchmarks.measure import POLL_SECONDS, best_rates, peak_memory
 from benchmarks.report import Row, megabytes, quantity
 from carvana.imageio import read_image, read_mask
 from carvana.kaggle_layout import image_path, mask_path
@@ -75,7 +76,9 @@ def main(args: list[str]) -> None:
         case ["prepare", root, out, height, width, *ids]:
             prepare_split(Path(root), ids, Path(out), (int(height), int(width)), os.cpu_count() or 1)
         case ["naive", root, *ids]:
-            decode_all(Path(root), ids)  # memory peaks when the list is complete
+            decoded = decode_all(Path(root), ids)
+            time.sleep(2 * POLL_SECONDS)  # memory peaks now, with the list complete: let the sampler see it
+            del decoded
         case _:
             raise SystemExit(__doc__)
 

@@ -43,8 +43,10 @@ def cpu_model() -> str:
 
 
 def machine(torch_version: str, torch_threads: int) -> str:
+    load = os.getloadavg()[0]
+    busy = " (busy: other processes compete for the cores, the rates are unreliable)" if load >= 1 else ""
     return (
-        f"Machine: {cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; "
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores, load average {load:.2f} at start{busy}; "
         f"torch {torch_version}, {torch_threads} threads, CPU only."
     )
 

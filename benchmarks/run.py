@@ -26,7 +26,7 @@ class Settings:
 
 FULL = Settings(images=64, repeats=3, min_seconds=0.5)
 QUICK = Settings(images=8, repeats=1, min_seconds=0.05)
-QUICK_SIZE, QUICK_BATCH, QUICK_STEPS = (64, 96), 2, 2  # smoke runs: the real networks on small inputs
+QUICK_SIZE, QUICK_BATCH, QUICK_STEPS = (32, 48), 2, 2  # smoke runs: the real networks on small inputs
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> None:
         work = Path(tmp)
         root = args.data or default_data(work, settings.images, default.params.seed)
         ids = pick_ids(root, settings.images)
+        batch = max(default.params.train.batch_size, seed.params.train.batch_size)
+        if len(ids) < batch:
+            raise SystemExit(f"error: {len(ids)} pairs to use; training needs at least one batch of {batch}")
         height, width = photo_size(root, ids[0])
         header += f"\nData: {root}, {len(ids)} photo/mask pairs at {width}x{height}."
         timing = (settings.repeats, settings.min_seconds)

@@ -26,9 +26,8 @@ DEVICE = torch.device("cpu")
 def measure(recipe: Recipe, arrays: tuple[np.ndarray, np.ndarray], repeats: int, min_seconds: float) -> Row:
     params, cfg = recipe.params, recipe.params.train
     images, masks = arrays
-    steps = min(recipe.steps or len(images), len(images)) // cfg.batch_size
-    if steps < 1:
-        raise SystemExit(f"error: training {recipe.name} needs at least {cfg.batch_size} images")
+    full_batches = len(images) // cfg.batch_size
+    steps = min(recipe.steps, full_batches) if recipe.steps else full_batches
     count = steps * cfg.batch_size
     dataset = SegmentationArrays(images[:count], masks[:count], train_transform(cfg.augment), params.seed)
     loader = make_loader(

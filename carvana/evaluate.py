@@ -8,7 +8,7 @@ import mlflow
 import numpy as np
 import torch
 
-from carvana import tracking
+from carvana import registry, tracking
 from carvana.atomic import write_json, write_text
 from carvana.errors import run_main
 from carvana.imageio import read_mask
@@ -45,10 +45,12 @@ def main() -> None:
         + f" on {len(ids)} val images"
     )
 
-    with tracking.continue_run(stage_dir("train") / tracking.RUN_FILE, "evaluate"):
+    with tracking.continue_run(stage_dir("train") / tracking.RUN_FILE, "evaluate") as run:
         mlflow.set_tags(flatten(cfg, "evaluate."))
         mlflow.log_metrics({f"eval_{k}": v for k, v in metrics.items() if k != "images"})
         mlflow.log_artifact(str(out / "per_image.tsv"), artifact_path="evaluate")
+        if registry.promote_if_best(run.info.run_id, metrics["dice_full"]):
+            print(f"evaluate: this model is now {registry.MODEL_NAME}@{registry.CHAMPION}")
 
 
 def per_image_table(ids: list[str], low_res: ScoreAccumulator, full_res: ScoreAccumulator) -> str:

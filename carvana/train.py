@@ -17,7 +17,7 @@ from mlflow.models import infer_signature
 from torch import nn
 from tqdm import tqdm
 
-from carvana import resume, tracking
+from carvana import registry, resume, tracking
 from carvana.atomic import atomic_dir, write_json
 from carvana.augment import eval_transform, train_transform
 from carvana.checkpoint import save_checkpoint
@@ -243,6 +243,7 @@ def log_model(model: nn.Module, best_checkpoint: Path, size: tuple[int, int], de
         signature=infer_signature(example, output),
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"],
         code_paths=[tracking.package_dir()],
+        registered_model_name=registry.MODEL_NAME,
     )
 
 

@@ -177,11 +177,11 @@ class MlflowUi:
     def open(self, route: str) -> None:
         self.driver.get(f"{self.url}/#/{route}")
 
-    def wait(self, condition: Callable[[WebDriver], Any]) -> Any:
-        return WebDriverWait(self.driver, PAGE_TIMEOUT).until(condition)
+    def wait(self, condition: Callable[[WebDriver], Any], waiting_for: str) -> Any:
+        return WebDriverWait(self.driver, PAGE_TIMEOUT).until(condition, f"no {waiting_for} in {PAGE_TIMEOUT} s")
 
     def visible(self, xpath: str) -> WebElement:
-        return self.wait(expected_conditions.visibility_of_element_located((By.XPATH, xpath)))
+        return self.wait(expected_conditions.visibility_of_element_located((By.XPATH, xpath)), f"visible {xpath}")
 
     def screenshot(self, name: str, around: WebElement) -> None:
         self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", around)
@@ -209,7 +209,7 @@ def test_experiment_lists_the_run(ui: MlflowUi, run: Run) -> None:
 
 def test_run_page_shows_val_dice(ui: MlflowUi, run: Run) -> None:
     ui.open(f"experiments/{run.info.experiment_id}/runs/{run.info.run_id}")
-    assert ui.visible("//*[@data-testid='runs-header']").text == run.info.run_name
+    ui.visible(f"//*[@data-testid='runs-header'][normalize-space()='{run.info.run_name}']")
     row = ui.visible("//*[@role='row'][.//a[normalize-space()='val_dice']]")
     shown = row.find_elements(By.XPATH, "./*[@role='cell']")[1].text
     assert float(shown) == pytest.approx(run.data.metrics["val_dice"], rel=1e-9)
@@ -220,7 +220,7 @@ def test_worst_cases_sheet_loads_in_the_artifacts_view(ui: MlflowUi, run: Run, w
     ui.open(f"experiments/{run.info.experiment_id}/runs/{run.info.run_id}/artifacts/{WORST_CASES}")
     image = ui.visible(f"//img[@alt='{WORST_CASES}']")
     # The UI fetches the file from /get-artifact, then shows it from a blob: URL: wait until it has decoded.
-    size = ui.wait(lambda driver: driver.execute_script(NATURAL_SIZE, image))
+    size = ui.wait(lambda driver: driver.execute_script(NATURAL_SIZE, image), f"decoded {WORST_CASES}")
     with Image.open(workspace.root / "stages" / WORST_CASES) as sheet:
         assert tuple(size) == sheet.size
     ui.screenshot("run_artifact_worst_cases.png", image)

@@ -118,6 +118,18 @@ def test_logged_model_predicts(workspace):
     assert loaded(torch.zeros(1, 3, 32, 48)).shape == (1, 1, 32, 48)
 
 
+def test_model_is_registered_and_the_champion_loads(workspace):
+    import mlflow
+
+    client, found = runs(workspace)
+    (version,) = client.search_model_versions("name = 'carvana-unet'")
+    assert version.run_id == found[0].info.run_id
+    assert client.get_model_version_by_alias("carvana-unet", "champion").version == version.version
+    mlflow.set_tracking_uri(workspace.tracking_uri)
+    champion = mlflow.pytorch.load_model("models:/carvana-unet@champion")
+    assert champion(torch.zeros(1, 3, 32, 48)).shape == (1, 1, 32, 48)
+
+
 def test_second_repro_runs_nothing(workspace):
     result = workspace.run("dvc", "repro")
     assert "didn't change, skipping" in result.stdout
@@ -133,6 +145,10 @@ def test_exp_run_makes_a_tagged_run_and_dvc_metrics(workspace):
     assert new.data.tags["dvc.exp_name"] == "faster-lr" and new.info.run_name == "faster-lr"
     assert new.data.params["train.lr"] == "0.003"
     assert "eval_dice_full" in new.data.metrics  # evaluate logged into the same run
+    best = max(found, key=lambda run: run.data.metrics["eval_dice_full"])
+    champion = client.get_model_version_by_alias("carvana-unet", "champion")
+    assert champion.run_id == best.info.run_id
+    assert len(client.search_model_versions("name = 'carvana-unet'")) == 2
     import json
 
     shown = json.loads(workspace.run("dvc", "exp", "show", "--json").stdout)
