@@ -1,6 +1,7 @@
 """MLflow: the store (SQLite under <repo>/mlruns unless MLFLOW_TRACKING_URI says otherwise), the
 experiment, and the one run per trained model that train opens and evaluate/render_masks continue."""
 
+import fcntl
 import json
 import os
 import subprocess
@@ -45,16 +46,26 @@ def setup() -> str:
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)  # note: MLflow exports it as MLFLOW_TRACKING_URI from here on
     name = os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is None:
-        try:
+    with store_lock(uri):
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is None:
             experiment_id = mlflow.create_experiment(name, artifact_location=artifact_location(uri))
-        except MlflowException:  # created meanwhile by a parallel run
-            experiment_id = mlflow.get_experiment_by_name(name).experiment_id
-    else:
-        experiment_id = experiment.experiment_id
+        else:
+            experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+@contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Serialise the first creation of the local store and experiment between parallel stages (queued
+    experiments run side by side): two processes creating the SQLite schema at once collide."""
+    if uri != local_store_uri():
+        yield
+        return
+    with open(project_root() / "mlruns" / ".setup.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def run_tags(stage: str) -> dict[str, str]:

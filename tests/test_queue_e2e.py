@@ -1,0 +1,55 @@
+"""Four queued DVC experiments run two at a time land as four complete MLflow runs, none lost."""
+
+import json
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+from pipeline_workspace import Workspace
+
+pytestmark = pytest.mark.e2e
+
+LEARNING_RATES = ["0.001", "0.002", "0.003", "0.004"]
+
+
+def wait_for_queue(ws: Workspace, count: int, timeout: float = 900) -> list[str]:
+    """Poll `dvc queue status` until `count` experiments have finished; return their status lines."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = ws.run("dvc", "queue", "status").stdout.splitlines()
+        done = [line for line in lines if " Success " in line or " Failed " in line]
+        if len(done) >= count:
+            return done
+        assert time.monotonic() < deadline, "\n".join(lines)
+        time.sleep(2)
+
+
+def test_four_queued_experiments_make_four_complete_runs(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    ws.run("dvc", "repro")  # the baseline the experiments branch from
+    for index, lr in enumerate(LEARNING_RATES):
+        ws.run("dvc", "exp", "run", "--queue", "-n", f"queued-{index}", "-S", f"train.lr={lr}")
+    ws.run("dvc", "queue", "start", "-j", "2")
+    statuses = wait_for_queue(ws, len(LEARNING_RATES))
+    assert all(" Success " in line for line in statuses), statuses
+
+    shown = json.loads(ws.run("dvc", "exp", "show", "--json").stdout)
+    experiments = {exp["name"]: exp for rev in shown for exp in rev.get("experiments") or []}
+    assert {f"queued-{i}" for i in range(4)} <= experiments.keys()
+
+    client = MlflowClient(ws.tracking_uri)
+    experiment_id = client.get_experiment_by_name("carvana").experiment_id
+    runs = {run.info.run_name: run for run in client.search_runs([experiment_id])}
+    assert len(runs) == 1 + len(LEARNING_RATES)  # the baseline and one per queued experiment
+    for index, lr in enumerate(LEARNING_RATES):
+        run = runs[f"queued-{index}"]
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["dvc.exp_name"] == f"queued-{index}"
+        assert float(run.data.params["train.lr"]) == float(lr)
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_dice")] == [1, 2]
+        assert "eval_dice_full" in run.data.metrics
+        assert run.info.artifact_uri.startswith((ws.root / "mlruns" / "artifacts").as_uri())
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")}
+        assert artifacts == {"checkpoints/best.pt", "checkpoints/last.pt"}
+        masks = client.list_artifacts(run.info.run_id, "render_masks/overlays")
+        assert len(masks) == 16
