@@ -10,6 +10,7 @@ import torch
 
 from carvana import registry, tracking
 from carvana.atomic import write_json, write_text
+from carvana.device import resolve_device
 from carvana.errors import run_main
 from carvana.imageio import read_mask
 from carvana.kaggle_layout import mask_path
@@ -23,7 +24,7 @@ from carvana.prepare import load_prepared
 def main() -> None:
     params = load_params()
     cfg = params.evaluate
-    segmenter = Segmenter(stage_dir("train") / "checkpoints" / "best.pt")
+    segmenter = Segmenter(stage_dir("train") / "checkpoints" / "best.pt", resolve_device("auto"))
     root = stage_dir("download")
     ids, images, masks = load_prepared("val")
     probabilities = segmenter.probabilities(images, cfg.batch_size)

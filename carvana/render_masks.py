@@ -15,6 +15,7 @@ from PIL import Image
 
 from carvana import tracking
 from carvana.atomic import atomic_dir, atomic_write
+from carvana.device import resolve_device
 from carvana.errors import CarvanaError, run_main
 from carvana.imageio import mask_image, read_image, read_mask
 from carvana.kaggle_layout import image_path, mask_path
@@ -32,7 +33,7 @@ PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png"}
 def main() -> None:
     params = load_params()
     cfg = params.render_masks
-    segmenter = Segmenter(stage_dir("train") / "checkpoints" / "best.pt")
+    segmenter = Segmenter(stage_dir("train") / "checkpoints" / "best.pt", resolve_device("auto"))
     photos = photos_to_render(cfg.images)
     out = stage_dir("render_masks")
     with atomic_dir(out / "masks") as masks_dir, atomic_dir(out / "overlays") as overlays_dir:
