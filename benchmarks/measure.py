@@ -22,7 +22,7 @@ def best_rates(works: Sequence[Work], repeats: int, min_seconds: float) -> list[
     for _ in range(repeats):
         for index, work in enumerate(works):
             items, elapsed, start = 0, 0.0, time.perf_counter()
-            while elapsed < min_seconds or not items:
+            while elapsed < min_seconds:
                 items += work()
                 elapsed = time.perf_counter() - start
             best[index] = max(best[index], items / elapsed)

@@ -49,7 +49,7 @@ def measure_speed(
         quantity(ours, "img/s"),
         quantity(baseline, "img/s"),
         ours / baseline,
-        f"≤ {workers} (cores)",
+        f"≈ {workers} (cores)",
     )
 
 

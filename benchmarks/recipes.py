@@ -22,9 +22,9 @@ class Recipe:
         return self.params.prepare.image_height, self.params.prepare.image_width
 
     @property
-    def label(self) -> str:
+    def network(self) -> str:
         features = "-".join(map(str, self.params.train.model.features))
-        return f"{self.name}: {features} U-Net, {self.size[0]}x{self.size[1]}, batch {self.params.train.batch_size}"
+        return f"{self.name} {features} U-Net at {self.size[0]}x{self.size[1]}"
 
     def shrunk(self, size: tuple[int, int], batch_size: int, steps: int) -> "Recipe":
         """The same network at a smaller size and batch, for smoke runs."""

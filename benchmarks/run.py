@@ -1,7 +1,8 @@
 """Run every benchmark and print a markdown table: `python -m benchmarks.run [--quick] [--data PATH] [--out FILE]`.
 
-Each row compares our way with a baseline measured in the same run, so the ratio holds on any machine.
-Run from the repository root, on a quiet machine: the numbers are throughputs of a 2-core-sized workload.
+Each row compares our way with a baseline measured in the same run, so the ratio carries across machines.
+Run it from the repository root on an otherwise idle machine: other jobs on the cores distort the rates (the
+header shows the load average at start).
 """
 
 import argparse

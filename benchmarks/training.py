@@ -56,7 +56,8 @@ def measure(recipe: Recipe, arrays: tuple[np.ndarray, np.ndarray], repeats: int,
     epoch([batch])  # warm-up
     e2e, model_only = best_rates([end_to_end, lambda: epoch(in_memory)], repeats, min_seconds)
     return Row(
-        f"training: end to end vs model-only ({recipe.label}, {cfg.num_workers} loader workers, {steps} steps)",
+        f"training: end to end vs model-only ({recipe.network}, batch {cfg.batch_size}, "
+        f"{cfg.num_workers} loader workers, {steps} steps)",
         quantity(e2e, "img/s"),
         quantity(model_only, "img/s"),
         e2e / model_only,

@@ -34,6 +34,16 @@ def dataset(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory):
+    """One real `dvc repro` of the whole pipeline on tiny synthetic data, shared by the end-to-end tests."""
+    from pipeline_workspace import Workspace
+
+    workspace = Workspace(tmp_path_factory.mktemp("pipeline"))
+    workspace.run("dvc", "repro")
+    return workspace
+
+
 @pytest.fixture
 def repo_params() -> dict:
     import yaml

@@ -16,8 +16,8 @@ ROWS = (
     "preparation: prepare_split on",
     "preparation: peak memory",
     "input pipeline:",
-    "training: end to end vs model-only (default:",
-    "training: end to end vs model-only (seed:",
+    "training: end to end vs model-only (default ",
+    "training: end to end vs model-only (seed ",
     "inference: render_masks",
 )
 

@@ -65,10 +65,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.skipif(MISSING_BROWSER is not None, r
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    ws = Workspace(tmp_path_factory.mktemp("pipeline"))
-    ws.run("dvc", "repro")
-    return ws
+def workspace(tiny_pipeline: Workspace) -> Workspace:
+    return tiny_pipeline
 
 
 @pytest.fixture(scope="module")

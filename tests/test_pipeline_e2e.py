@@ -16,10 +16,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Workspace:
-    ws = Workspace(tmp_path_factory.mktemp("pipeline"))
-    ws.repro = ws.run("dvc", "repro")
-    return ws
+def workspace(tiny_pipeline: Workspace) -> Workspace:
+    return tiny_pipeline
 
 
 def runs(ws: Workspace):
