@@ -47,7 +47,7 @@ def machine(torch_version: str, torch_threads: int) -> str:
     busy = " (busy: other processes compete for the cores, the rates are unreliable)" if load >= 1 else ""
     return (
         f"Machine: {cpu_model()}, {os.cpu_count()} cores, load average {load:.2f} at start{busy}; "
-        f"torch {torch_version}, {torch_threads} threads, CPU only."
+        f"torch {torch_version} on the CPU, intra-op threads: {torch_threads}."
     )
 
 

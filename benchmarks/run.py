@@ -31,7 +31,9 @@ QUICK_SIZE, QUICK_BATCH, QUICK_STEPS = (32, 48), 2, 2  # smoke runs: the real ne
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        "python -m benchmarks.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "--data", type=Path, help="folder in Kaggle layout (default: ../shared/carvana-sample, else synthetic)"
     )
