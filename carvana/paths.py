@@ -1,4 +1,9 @@
-"""Where things live: the workspace DVC runs a stage in, each stage's output folder, the tracking store."""
+"""Where things live: the workspace DVC runs a stage in, each stage's output folder, the user's repository.
+
+Queued and --temp experiments run in temporary copies under <repo>/.dvc/tmp/exps/ that DVC deletes
+afterwards. There, the working directory is the copy (outputs belong there), while DVC sets DVC_ROOT to the
+user's repository (what must outlive the experiment, like the MLflow store, belongs there).
+"""
 
 import os
 from pathlib import Path
@@ -7,24 +12,19 @@ STAGES_DIR = "stages"
 
 
 def workspace_root() -> Path:
-    """The folder holding dvc.yaml that this stage runs in (a DVC temp copy for queued/--temp experiments)."""
-    if os.environ.get("DVC_ROOT"):
-        return Path(os.environ["DVC_ROOT"]).resolve()
+    """The folder holding the dvc.yaml this stage runs from: the working directory or one above it."""
     here = Path.cwd().resolve()
     return next((folder for folder in (here, *here.parents) if (folder / "dvc.yaml").exists()), here)
 
 
 def project_root() -> Path:
-    """The user's repository, even when DVC runs the stage in a temp copy under <repo>/.dvc/tmp/exps/.
-
-    Queued and --temp experiments run in such copies, which DVC deletes afterwards: anything meant to
-    outlive the experiment (the MLflow store) must be addressed from here, never from the workspace.
-    """
-    root = workspace_root()
-    parts = root.parts
-    if ".dvc" in parts:
+    """The user's repository, also when the stage runs in a DVC temp copy."""
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    parts = workspace_root().parts
+    if ".dvc" in parts:  # a temp copy run without DVC_ROOT (older DVC): <repo>/.dvc/tmp/exps/<copy>
         return Path(*parts[: parts.index(".dvc")])
-    return root
+    return workspace_root()
 
 
 def stage_dir(stage: str) -> Path:

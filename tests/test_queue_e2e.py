@@ -17,7 +17,7 @@ def wait_for_queue(ws: Workspace, count: int, timeout: float = 900) -> list[str]
     deadline = time.monotonic() + timeout
     while True:
         lines = ws.run("dvc", "queue", "status").stdout.splitlines()
-        done = [line for line in lines if " Success " in line or " Failed " in line]
+        done = [line for line in lines if line.split()[-1:] in (["Success"], ["Failed"])]
         if len(done) >= count:
             return done
         assert time.monotonic() < deadline, "\n".join(lines)
@@ -31,7 +31,7 @@ def test_four_queued_experiments_make_four_complete_runs(tmp_path):
         ws.run("dvc", "exp", "run", "--queue", "-n", f"queued-{index}", "-S", f"train.lr={lr}")
     ws.run("dvc", "queue", "start", "-j", "2")
     statuses = wait_for_queue(ws, len(LEARNING_RATES))
-    assert all(" Success " in line for line in statuses), statuses
+    assert all(line.split()[-1] == "Success" for line in statuses), statuses
 
     shown = json.loads(ws.run("dvc", "exp", "show", "--json").stdout)
     experiments = {exp["name"]: exp for rev in shown for exp in rev.get("experiments") or []}

@@ -11,19 +11,36 @@ from carvana.paths import project_root, workspace_root
 def repo(tmp_path, monkeypatch):
     """An empty repo root as DVC would announce it, with MLflow pointed nowhere yet."""
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     yield tmp_path
     mlflow.set_tracking_uri(None)
 
 
-def test_queued_experiments_track_into_the_real_repo(tmp_path, monkeypatch):
-    temp_copy = tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpk2j3"
-    monkeypatch.setenv("DVC_ROOT", str(temp_copy))
+def temp_copy(tmp_path, monkeypatch):
+    """A stage running in a DVC temp copy of <tmp_path>/repo, as queued experiments do."""
+    copy = tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpk2j3"
+    (copy / "stages").mkdir(parents=True)
+    (copy / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(copy / "stages")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert workspace_root() == temp_copy
+    return copy
+
+
+def test_queued_experiments_write_outputs_in_the_copy_and_track_into_the_repo(tmp_path, monkeypatch):
+    copy = temp_copy(tmp_path, monkeypatch)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "repo"))  # what DVC sets for queued/--temp runs
+    assert workspace_root() == copy
     assert project_root() == tmp_path / "repo"
     assert tracking.tracking_uri() == f"sqlite:///{tmp_path / 'repo' / 'mlruns' / 'mlflow.db'}"
+
+
+def test_temp_copies_map_to_the_repo_without_dvc_root(tmp_path, monkeypatch):
+    copy = temp_copy(tmp_path, monkeypatch)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    assert workspace_root() == copy
+    assert project_root() == tmp_path / "repo"
 
 
 def test_mlflow_tracking_uri_wins(repo, monkeypatch):
