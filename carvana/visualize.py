@@ -30,9 +30,9 @@ def overlay(photo: np.ndarray, pred: np.ndarray, truth: np.ndarray | None = None
         tint[tinted & ~truth] = RED
         tint[~tinted & truth] = BLUE
         tinted = tinted | truth
-    out = photo.astype(np.float32)
-    out[tinted] = (1 - alpha) * out[tinted] + alpha * tint[tinted]
-    return out.astype(np.uint8)
+    out = photo.copy()
+    out[tinted] = ((1 - alpha) * photo[tinted] + alpha * tint[tinted]).astype(np.uint8)
+    return out
 
 
 def resize_to_width(image: np.ndarray, width: int) -> np.ndarray:
