@@ -1,5 +1,6 @@
 """The real `dvc repro` and `dvc exp run -S` on a tiny synthetic dataset, checked in stages/ and MLflow."""
 
+import json
 import re
 
 import numpy as np
@@ -128,6 +129,17 @@ def test_model_is_registered_and_the_champion_loads(workspace):
     assert champion(torch.zeros(1, 3, 32, 48)).shape == (1, 1, 32, 48)
 
 
+def test_dvc_plots_render_curves_and_overlays(workspace):
+    plots = json.loads(workspace.run("dvc", "plots", "show", "--json").stdout)["data"]
+    for name, column in (("loss", "val_loss"), ("dice", "val_dice"), ("iou", "val_iou"), ("accuracy", "val_accuracy")):
+        (curve,) = plots[name]
+        assert curve["type"] == "vega"
+        assert [row["epoch"] for row in curve["content"]["data"]["values"] if column in row] == ["1", "2"]
+    images = [key for key in plots if key.startswith("stages/render_masks/")]
+    assert "stages/render_masks/worst_cases.png" in images and len(images) == 1 + 16
+    assert all(plots[key][0]["type"] == "image" for key in images)
+
+
 def test_second_repro_runs_nothing(workspace):
     result = workspace.run("dvc", "repro")
     assert "didn't change, skipping" in result.stdout
@@ -147,8 +159,6 @@ def test_exp_run_makes_a_tagged_run_and_dvc_metrics(workspace):
     champion = client.get_model_version_by_alias("carvana-unet", "champion")
     assert champion.run_id == best.info.run_id
     assert len(client.search_model_versions("name = 'carvana-unet'")) == 2
-    import json
-
     shown = json.loads(workspace.run("dvc", "exp", "show", "--json").stdout)
     experiments = [exp for rev in shown for exp in (rev.get("experiments") or [])]
     named = [exp for exp in experiments if exp.get("name") == "faster-lr"]
