@@ -4,7 +4,7 @@ DVC deletes a stage's outputs before running it and has no notion of a half-fini
 in-progress state cannot live in stages/train/. It lives in <repo>/.dvc/tmp/carvana-resume/<fingerprint>/
 instead: git-ignored DVC scratch space, outside every output and the run-cache, and in the user's repository
 even when a queued or --temp experiment runs in a temporary copy. The fingerprint covers everything that
-decides the result (seed, prepare and train params, the split), so only an identical run resumes it.
+decides the result (seed, image size, train params, the split), so only an identical run resumes it.
 """
 
 import hashlib
@@ -24,7 +24,8 @@ EXECUTION_ONLY = ("device", "num_workers", "panels_per_epoch", "compile")
 
 def resume_dir(params: Params, ids: dict[str, list[str]]) -> Path:
     train = {k: v for k, v in asdict(params.train).items() if k not in EXECUTION_ONLY}
-    identity = {"seed": params.seed, "prepare": asdict(params.prepare), "train": train, "ids": ids}
+    size = [params.prepare.image_height, params.prepare.image_width]
+    identity = {"seed": params.seed, "image_size": size, "train": train, "ids": ids}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     return project_root() / ".dvc" / "tmp" / "carvana-resume" / digest
 

@@ -6,7 +6,6 @@ params, per-epoch metrics, prediction panels, checkpoints and the model in one M
 
 import math
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +80,7 @@ def main() -> None:
     best: dict[str, float] = state["best"] if state else {}
     first_epoch = state["epoch"] + 1 if state else 1
 
-    meta = {"model_config": model_config, "image_size": list(size), "params": asdict(params)}
+    meta = {"model_config": model_config, "image_size": list(size), "params": logged_params(params)}
     with tracking.training_run(logged_params(params), state and state["run_id"]) as run:
         for epoch in range(first_epoch, cfg.epochs + 1):
             start_epoch(train_loader, epoch)
@@ -124,8 +123,11 @@ def main() -> None:
 
 
 def logged_params(params: Params) -> dict[str, Any]:
-    groups = ("download", "split_val", "prepare", "train")
-    return {"seed": params.seed} | {k: v for g in groups for k, v in flatten(getattr(params, g), f"{g}.").items()}
+    """The params that decide this model (all declared for train in dvc.yaml), flattened."""
+    groups = ("download", "split_val", "train")
+    flat = {k: v for g in groups for k, v in flatten(getattr(params, g), f"{g}.").items()}
+    size = {"prepare.image_height": params.prepare.image_height, "prepare.image_width": params.prepare.image_width}
+    return {"seed": params.seed} | flat | size
 
 
 def lr_scheduler(
