@@ -19,4 +19,4 @@ def fetch(download: DownloadParams, seed: int, target: Path) -> None:
     else:
         from carvana.sources.local import fetch_local
 
-        fetch_local(Path(download.source).expanduser(), target)
+        fetch_local(Path(download.source), target)
