@@ -104,13 +104,14 @@ def main() -> None:
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(),
             }
-            if improved:
-                save_checkpoint(progress_dir / "best.pt", state)
-            save_checkpoint(progress_dir / "last.pt", state)
             mlflow.log_metrics(
                 {k: v for k, v in row.items() if k != "epoch"} | {"lr": scheduler.get_last_lr()[0]}, step=epoch
             )
             log_panels(val_set, val_preds, cfg.panels_per_epoch, epoch)
+            # last.pt commits the epoch: written after its MLflow logging, so a resume never skips a logged step.
+            if improved:
+                save_checkpoint(progress_dir / "best.pt", state)
+            save_checkpoint(progress_dir / "last.pt", state)
             print(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"))
         out = stage_dir("train")
         with atomic_dir(out / "checkpoints") as checkpoints:
