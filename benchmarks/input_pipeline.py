@@ -57,7 +57,6 @@ def measure(
         params.train.batch_size,
         shuffle=True,
         workers=0,
-        seed=params.seed,
         pin_memory=False,
     )
     baseline = DataLoader(

@@ -71,8 +71,7 @@ def main(argv: list[str] | None = None) -> None:
             preparation.measure_memory(root, ids, default.size, work),
             input_pipeline.measure(default, root, ids, prepared_arrays(root, ids, default.size, work), *timing),
             training.measure(default, prepared_arrays(root, ids, default.size, work), *timing),
-            # one round: its steps take ~20 s each on a 2-core CPU, and the round averages several
-            training.measure(seed, prepared_arrays(root, ids, seed.size, work), 1, settings.min_seconds),
+            training.measure(seed, prepared_arrays(root, ids, seed.size, work), *timing),
             inference.measure(default, root, ids, work, *timing),
         ]
 

@@ -5,6 +5,7 @@ the same model: end to end it draws batches from the stage's DataLoader over the
 recipe's loader workers); model-only it is handed the same number of batches already in memory.
 """
 
+import itertools
 from collections.abc import Iterable
 
 import numpy as np
@@ -14,7 +15,7 @@ from benchmarks.measure import best_rates
 from benchmarks.recipes import Recipe
 from benchmarks.report import Row, quantity
 from carvana.augment import train_transform
-from carvana.data import SegmentationArrays, make_loader
+from carvana.data import SegmentationArrays, make_loader, start_epoch
 from carvana.device import Precision
 from carvana.losses import LOSSES
 from carvana.model import UNet
@@ -30,9 +31,7 @@ def measure(recipe: Recipe, arrays: tuple[np.ndarray, np.ndarray], repeats: int,
     steps = min(recipe.steps, full_batches) if recipe.steps else full_batches
     count = steps * cfg.batch_size
     dataset = SegmentationArrays(images[:count], masks[:count], train_transform(cfg.augment), params.seed)
-    loader = make_loader(
-        dataset, cfg.batch_size, shuffle=True, workers=cfg.num_workers, seed=params.seed, pin_memory=False
-    )
+    loader = make_loader(dataset, cfg.batch_size, shuffle=True, workers=cfg.num_workers, pin_memory=False)
 
     torch.manual_seed(params.seed)
     model = UNet(features=cfg.model.features).to(DEVICE)
@@ -44,11 +43,13 @@ def measure(recipe: Recipe, arrays: tuple[np.ndarray, np.ndarray], repeats: int,
 
     def epoch(batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> int:
         # train_epoch only iterates its loader, so a list of in-memory batches stands in for one
-        train_epoch(model, batches, optimizer, scheduler, scaler, loss_fn, DEVICE, precision, dataset.epoch)
+        train_epoch(model, batches, optimizer, scheduler, scaler, loss_fn, DEVICE, precision, epoch=1)
         return count
 
+    epochs = itertools.count(1)
+
     def end_to_end() -> int:
-        dataset.epoch += 1  # a fresh augmentation each epoch, as in training
+        start_epoch(loader, next(epochs))  # a fresh order and augmentation each epoch, as in training
         return epoch(loader)
 
     batch = next(iter(loader))

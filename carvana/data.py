@@ -1,14 +1,19 @@
 """Training/validation samples from in-memory uint8 arrays, with reproducible augmentation.
 
-Each sample's augmentation is seeded from (seed, epoch, index) and each epoch's shuffling from (seed, epoch),
-so a run gives the same batches whatever the number of DataLoader workers, and a resumed run the same
-batches as an uninterrupted one.
+The sampler hands out (epoch, index) keys: each epoch's order is a function of (seed, epoch) and each sample's
+augmentation of (seed, epoch, index). So a run gives the same batches whatever the number of DataLoader workers,
+a resumed run the same batches as an uninterrupted one, and workers can stay alive across epochs (they never need
+to be told the epoch: it comes with every key).
 """
+
+from collections.abc import Iterator
 
 import albumentations as A
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+Key = tuple[int, int]  # (epoch, index)
 
 
 class SegmentationArrays(Dataset):
@@ -17,13 +22,13 @@ class SegmentationArrays(Dataset):
         self.masks = masks
         self.transform = transform
         self.seed = seed
-        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        self.transform.set_random_seed(derived_seed(self.seed, AUGMENT, self.epoch, index))
+    def __getitem__(self, key: Key) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, index = key
+        self.transform.set_random_seed(derived_seed(self.seed, AUGMENT, epoch, index))
         # copy the (possibly memory-mapped, read-only) row into a small writable array
         sample = self.transform(image=np.array(self.images[index]), mask=np.array(self.masks[index]))
         return sample["image"], sample["mask"].unsqueeze(0).float()
@@ -36,24 +41,48 @@ def derived_seed(*keys: int) -> int:
     return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
 
 
+class EpochSampler(Sampler[Key]):
+    """Every index once per epoch, as (epoch, index) keys; shuffled from (seed, epoch) when asked."""
+
+    def __init__(self, size: int, shuffle: bool, seed: int) -> None:
+        self.size = size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[Key]:
+        order = range(self.size)
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(derived_seed(self.seed, SHUFFLE, self.epoch))
+            # Skip the one draw that torch's DataLoader took from this generator when it did the shuffling,
+            # so runs recorded before this sampler existed keep their batches.
+            torch.empty((), dtype=torch.int64).random_(generator=generator)
+            order = torch.randperm(self.size, generator=generator).tolist()
+        return ((self.epoch, index) for index in order)
+
+
 def start_epoch(loader: DataLoader, epoch: int) -> None:
-    """Make epoch `epoch`'s shuffling and augmentation a function of (seed, epoch) alone, so a resumed run
-    draws exactly the batches the uninterrupted run would have."""
-    dataset = loader.dataset
-    dataset.epoch = epoch
-    loader.generator.manual_seed(derived_seed(dataset.seed, SHUFFLE, epoch))
+    """Draw epoch `epoch`'s order and augmentation next: the same batches an uninterrupted run draws there."""
+    loader.sampler.set_epoch(epoch)
 
 
 def make_loader(
-    dataset: SegmentationArrays, batch_size: int, shuffle: bool, workers: int, seed: int, pin_memory: bool
+    dataset: SegmentationArrays, batch_size: int, shuffle: bool, workers: int, pin_memory: bool
 ) -> DataLoader:
-    generator = torch.Generator().manual_seed(seed)
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        sampler=EpochSampler(len(dataset), shuffle, dataset.seed),
         num_workers=workers,
-        generator=generator,
+        # the workers' base seed comes from here, not from the global RNG (samples are seeded by their key)
+        generator=torch.Generator().manual_seed(dataset.seed),
         pin_memory=pin_memory,
-        persistent_workers=False,  # workers must see dataset.epoch, set before each epoch
+        # forking workers every epoch would copy the training process's memory page by page as it writes it
+        persistent_workers=workers > 0,
     )

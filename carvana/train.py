@@ -47,9 +47,7 @@ def main() -> None:
     size = train_images.shape[1:3]
     train_set = SegmentationArrays(train_images, train_masks, train_transform(cfg.augment), params.seed)
     val_set = SegmentationArrays(val_images, val_masks, eval_transform(), params.seed)
-    loader_args = dict(
-        batch_size=cfg.batch_size, workers=cfg.num_workers, seed=params.seed, pin_memory=device.type == "cuda"
-    )
+    loader_args = dict(batch_size=cfg.batch_size, workers=cfg.num_workers, pin_memory=device.type == "cuda")
     train_loader = make_loader(train_set, shuffle=True, **loader_args)
     val_loader = make_loader(val_set, shuffle=False, **loader_args)
 
