@@ -16,6 +16,7 @@ from benchmarks import inference, input_pipeline, preparation, training
 from benchmarks.dataset import default_data, photo_size, pick_ids, prepared_arrays
 from benchmarks.recipes import recipes
 from benchmarks.report import LEGEND, machine, table
+from carvana.allocator import keep_freed_memory
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    keep_freed_memory()  # as the train, evaluate and render_masks stages do
     base = QUICK if args.quick else FULL
     settings = Settings(args.images or base.images, args.repeats or base.repeats, base.min_seconds)
     default, seed = recipes()

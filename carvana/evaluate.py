@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from carvana import registry, tracking
+from carvana.allocator import keep_freed_memory
 from carvana.atomic import write_json, write_text
 from carvana.device import resolve_device
 from carvana.errors import run_main
@@ -22,6 +23,7 @@ from carvana.prepare import load_prepared
 
 
 def main() -> None:
+    keep_freed_memory()
     params = load_params()
     cfg = params.evaluate
     segmenter = Segmenter(stage_dir("train") / "checkpoints" / "best.pt", resolve_device("auto"))

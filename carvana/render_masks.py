@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from carvana import tracking
+from carvana.allocator import keep_freed_memory
 from carvana.atomic import atomic_dir, atomic_write
 from carvana.device import resolve_device
 from carvana.errors import CarvanaError, run_main
@@ -31,6 +32,7 @@ PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
 def main() -> None:
+    keep_freed_memory()
     params = load_params()
     cfg = params.render_masks
     segmenter = Segmenter(stage_dir("train") / "checkpoints" / "best.pt", resolve_device("auto"))

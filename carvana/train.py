@@ -17,6 +17,7 @@ from torch import nn
 from tqdm import tqdm
 
 from carvana import registry, resume, tracking
+from carvana.allocator import keep_freed_memory
 from carvana.atomic import atomic_dir, write_json
 from carvana.augment import eval_transform, train_transform
 from carvana.checkpoint import save_checkpoint
@@ -35,6 +36,7 @@ PLOTS = {"loss": ("train_loss", "val_loss"), "dice": ("val_dice",), "iou": ("val
 
 
 def main() -> None:
+    keep_freed_memory()
     params = load_params()
     cfg = params.train
     torch.manual_seed(params.seed)
