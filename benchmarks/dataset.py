@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from carvana.kaggle_layout import VIEWS_PER_CAR, image_ids, image_path, mask_path
+from carvana.data.layout import VIEWS_PER_CAR, image_ids, image_path, mask_path
 from carvana.prepare import prepare_split
 from carvana.sources.synthetic import generate
 

@@ -15,11 +15,11 @@ from benchmarks.dataset import photo_size
 from benchmarks.measure import best_rates
 from benchmarks.recipes import Recipe
 from benchmarks.report import Row, quantity
-from carvana.checkpoint import save_checkpoint
-from carvana.imageio import read_image
-from carvana.kaggle_layout import image_path, mask_path
-from carvana.model import UNet
-from carvana.predict import Segmenter
+from carvana.data.imageio import read_image
+from carvana.data.layout import image_path, mask_path
+from carvana.model.checkpoint import save_checkpoint
+from carvana.model.segmenter import Segmenter
+from carvana.model.unet import UNet
 from carvana.render_masks import Photo, render_photo
 
 

@@ -18,9 +18,9 @@ from torch.utils.data import DataLoader, Dataset
 from benchmarks.measure import best_rates
 from benchmarks.recipes import Recipe
 from benchmarks.report import Row, quantity
-from carvana.augment import train_transform
-from carvana.data import SegmentationArrays, make_loader
-from carvana.kaggle_layout import image_path, mask_path
+from carvana.data.layout import image_path, mask_path
+from carvana.training.augment import train_transform
+from carvana.training.loader import SegmentationArrays, make_loader
 
 
 class TutorialDataset(Dataset):
@@ -55,7 +55,7 @@ def measure(
     ours = make_loader(
         SegmentationArrays(*arrays, train_transform(params.train.augment), params.seed),
         params.train.batch_size,
-        shuffle=True,
+        training=True,
         workers=0,
         pin_memory=False,
     )

@@ -21,10 +21,10 @@ import numpy as np
 from benchmarks.dataset import REPO
 from benchmarks.measure import POLL_SECONDS, best_rates, peak_memory
 from benchmarks.report import Row, megabytes, quantity
-from carvana.imageio import read_image, read_mask
-from carvana.kaggle_layout import image_path, mask_path
+from carvana.data.imageio import read_image, read_mask
+from carvana.data.layout import image_path, mask_path
+from carvana.data.resize import load_pair
 from carvana.prepare import prepare_split
-from carvana.preprocess import load_pair
 
 
 def measure_speed(

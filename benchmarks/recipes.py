@@ -1,11 +1,11 @@
 """The two recipes measured: params.yaml's defaults and the original tutorial's `seed` preset."""
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import yaml
 
 from benchmarks.dataset import REPO
-from carvana.params import Params, parse
+from carvana.core.params import Params, parse
 from carvana.preset import load_preset, merged
 
 SEED_STEPS = 2  # the seed recipe trains at about 0.7 img/s on a 2-core CPU: 2 batches of 16 take ~45 s
@@ -28,14 +28,14 @@ class Recipe:
 
     def shrunk(self, size: tuple[int, int], batch_size: int, steps: int) -> "Recipe":
         """The same network at a smaller size and batch, for smoke runs."""
-        prepare = replace(self.params.prepare, image_height=size[0], image_width=size[1])
-        train = replace(self.params.train, batch_size=batch_size)
-        return Recipe(self.name, replace(self.params, prepare=prepare, train=train), steps)
+        prepare = self.params.prepare.model_copy(update={"image_height": size[0], "image_width": size[1]})
+        train = self.params.train.model_copy(update={"batch_size": batch_size})
+        return Recipe(self.name, self.params.model_copy(update={"prepare": prepare, "train": train}), steps)
 
 
 def recipes() -> tuple[Recipe, Recipe]:
     """(default, seed), the seed preset applied over params.yaml as `dvc exp run` would."""
     base = yaml.safe_load((REPO / "params.yaml").read_text())
-    default = Recipe("default", parse(Params, base, ""), steps=None)
-    seed = Recipe("seed", parse(Params, merged(base, load_preset("seed")), ""), steps=SEED_STEPS)
+    default = Recipe("default", parse(base), steps=None)
+    seed = Recipe("seed", parse(merged(base, load_preset("seed"))), steps=SEED_STEPS)
     return default, seed

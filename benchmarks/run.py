@@ -16,7 +16,7 @@ from benchmarks import inference, input_pipeline, preparation, training
 from benchmarks.dataset import default_data, photo_size, pick_ids, prepared_arrays
 from benchmarks.recipes import recipes
 from benchmarks.report import LEGEND, machine, table
-from carvana.allocator import keep_freed_memory
+from carvana.model.allocator import keep_freed_memory
 
 
 @dataclass(frozen=True)

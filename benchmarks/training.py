@@ -14,12 +14,13 @@ import torch
 from benchmarks.measure import best_rates
 from benchmarks.recipes import Recipe
 from benchmarks.report import Row, quantity
-from carvana.augment import train_transform
-from carvana.data import SegmentationArrays, make_loader, start_epoch
-from carvana.device import Precision
-from carvana.losses import LOSSES
-from carvana.model import UNet
-from carvana.train import lr_scheduler, train_epoch
+from carvana.model.device import Precision
+from carvana.model.losses import LOSSES
+from carvana.model.unet import UNet
+from carvana.training.augment import train_transform
+from carvana.training.loader import SegmentationArrays, make_loader, start_epoch
+from carvana.training.loop import Fit, train_epoch
+from carvana.training.schedule import lr_scheduler
 
 DEVICE = torch.device("cpu")
 
@@ -31,19 +32,24 @@ def measure(recipe: Recipe, arrays: tuple[np.ndarray, np.ndarray], repeats: int,
     steps = min(recipe.steps, full_batches) if recipe.steps else full_batches
     count = steps * cfg.batch_size
     dataset = SegmentationArrays(images[:count], masks[:count], train_transform(cfg.augment), params.seed)
-    loader = make_loader(dataset, cfg.batch_size, shuffle=True, workers=cfg.num_workers, pin_memory=False)
+    loader = make_loader(dataset, cfg.batch_size, training=True, workers=cfg.num_workers, pin_memory=False)
 
     torch.manual_seed(params.seed)
     model = UNet(features=cfg.model.features).to(DEVICE)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    scheduler = lr_scheduler(optimizer, cfg.lr_schedule, epochs=1, steps_per_epoch=steps)
-    scaler = torch.amp.GradScaler(DEVICE.type, enabled=False)
-    precision = Precision.choose(DEVICE, amp=False)
-    loss_fn = LOSSES[cfg.loss]
+    fit = Fit(
+        model=model,
+        optimizer=optimizer,
+        scheduler=lr_scheduler(optimizer, cfg.lr_schedule, epochs=1, steps_per_epoch=steps),
+        scaler=torch.amp.GradScaler(DEVICE.type, enabled=False),
+        loss_fn=LOSSES[cfg.loss],
+        device=DEVICE,
+        precision=Precision.choose(DEVICE, amp=False),
+    )
 
     def epoch(batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> int:
         # train_epoch only iterates its loader, so a list of in-memory batches stands in for one
-        train_epoch(model, batches, optimizer, scheduler, scaler, loss_fn, DEVICE, precision, epoch=1)
+        train_epoch(fit, batches, epoch=1)
         return count
 
     epochs = itertools.count(1)

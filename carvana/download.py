@@ -1,11 +1,12 @@
-"""Stage download: put a validated dataset in Kaggle layout into stages/download/{train,train_masks}/."""
+"""Stage download: put a checked dataset in Kaggle layout into stages/download/{train,train_masks}/."""
 
-from carvana.atomic import atomic_dir
-from carvana.errors import run_main
-from carvana.params import load_params
-from carvana.paths import stage_dir
+from carvana.core.atomic import atomic_dir
+from carvana.core.errors import run_main
+from carvana.core.outputs import stage_dir
+from carvana.core.params import load_params
+from carvana.data.layout import car_of
 from carvana.sources import fetch
-from carvana.validate import validate_dataset
+from carvana.sources.check import check_dataset
 
 
 def main() -> None:
@@ -13,8 +14,8 @@ def main() -> None:
     out = stage_dir("download")
     with atomic_dir(out) as tmp:
         fetch(params.download, params.seed, tmp)
-        ids = validate_dataset(tmp, f"download.source={params.download.source}")
-    cars = {image_id.rsplit("_", 1)[0] for image_id in ids}
+        ids = check_dataset(tmp, f"download.source={params.download.source}")
+    cars = {car_of(image_id) for image_id in ids}
     print(f"download: {len(ids)} images of {len(cars)} cars from {params.download.source} -> {out}")
 
 

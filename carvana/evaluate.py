@@ -5,50 +5,50 @@ Writes stages/evaluate/{metrics.json, per_image.tsv} and logs the scores into th
 """
 
 import mlflow
-import numpy as np
 import torch
 
-from carvana import registry, tracking
-from carvana.allocator import keep_freed_memory
-from carvana.atomic import write_json, write_text
-from carvana.device import resolve_device
-from carvana.errors import run_main
-from carvana.imageio import read_mask
-from carvana.kaggle_layout import mask_path
-from carvana.metrics import ScoreAccumulator
-from carvana.params import flatten, load_params
-from carvana.paths import stage_dir
-from carvana.predict import Segmenter, upsample
-from carvana.prepare import load_prepared
+from carvana.core.atomic import write_json, write_text
+from carvana.core.errors import run_main
+from carvana.core.outputs import checkpoint_path, load_prepared, read_run_id, stage_dir
+from carvana.core.params import flatten, load_params
+from carvana.data.imageio import read_mask
+from carvana.data.layout import mask_path
+from carvana.model.allocator import keep_freed_memory
+from carvana.model.device import resolve_device
+from carvana.model.metrics import ScoreAccumulator
+from carvana.model.segmenter import Segmenter, upsample
+from carvana.tracking import registry
+from carvana.tracking.runs import continue_run
 
 
 def main() -> None:
     keep_freed_memory()
     params = load_params()
     cfg = params.evaluate
-    segmenter = Segmenter(stage_dir("train") / "checkpoints" / "best.pt", resolve_device("auto"))
+    run_id = read_run_id()
+    segmenter = Segmenter(checkpoint_path("best.pt"), resolve_device("auto"))
     root = stage_dir("download")
-    ids, images, masks = load_prepared("val")
-    probabilities = segmenter.probabilities(images, cfg.batch_size)
+    val = load_prepared("val")
+    probabilities = segmenter.probabilities(val.images, cfg.batch_size)
 
     low_res = ScoreAccumulator()
-    low_res.add(probabilities > cfg.threshold, torch.from_numpy(np.asarray(masks)).bool())
+    low_res.add(probabilities > cfg.threshold, torch.from_numpy(val.masks.astype(bool)))
     full_res = ScoreAccumulator()
-    for image_id, probability in zip(ids, probabilities):
+    for image_id, probability in zip(val.ids, probabilities):
         truth = torch.from_numpy(read_mask(mask_path(root, image_id))).bool()
         full_res.add((upsample(probability, tuple(truth.shape)) > cfg.threshold)[None], truth[None])
 
-    metrics = {**low_res.means(), **{f"{k}_full": v for k, v in full_res.means().items()}, "images": len(ids)}
+    metrics = {**low_res.means(), **{f"{k}_full": v for k, v in full_res.means().items()}, "images": len(val.ids)}
     out = stage_dir("evaluate")
     write_json(out / "metrics.json", metrics)
-    write_text(out / "per_image.tsv", per_image_table(ids, low_res, full_res))
+    write_text(out / "per_image.tsv", per_image_table(val.ids, low_res, full_res))
     print(
         "evaluate: "
         + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "images")
-        + f" on {len(ids)} val images"
+        + f" on {len(val.ids)} val images"
     )
 
-    with tracking.continue_run(stage_dir("train") / tracking.RUN_FILE, "evaluate") as run:
+    with continue_run(run_id, "evaluate") as run:
         mlflow.set_tags(flatten(cfg, "evaluate."))
         mlflow.log_metrics({f"eval_{k}": v for k, v in metrics.items() if k != "images"})
         mlflow.log_artifact(str(out / "per_image.tsv"), artifact_path="evaluate")

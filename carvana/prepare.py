@@ -9,17 +9,14 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import numpy as np
-from numpy.lib.format import open_memmap
 from tqdm import tqdm
 
-from carvana.atomic import atomic_dir
-from carvana.errors import CarvanaError, list_some, run_main
-from carvana.kaggle_layout import image_path, mask_path
-from carvana.params import load_params
-from carvana.paths import stage_dir
-from carvana.preprocess import load_pair
-from carvana.split_val import SPLITS, read_split
+from carvana.core.atomic import atomic_dir
+from carvana.core.errors import CarvanaError, list_some, run_main
+from carvana.core.outputs import SPLITS, create_prepared, prepared_rows, read_split, stage_dir
+from carvana.core.params import load_params
+from carvana.data.layout import image_path, mask_path
+from carvana.data.resize import load_pair
 
 CHUNK = 16  # images per task: large enough to amortise the task, small enough to balance the cores
 
@@ -38,11 +35,8 @@ def main() -> None:
 
 def prepare_split(root: Path, ids: list[str], out: Path, size: tuple[int, int], workers: int) -> None:
     """Fill out/images.npy and out/masks.npy row by row; raise one error naming every file that failed."""
-    out.mkdir(parents=True)
-    height, width = size
-    open_memmap(out / "images.npy", mode="w+", dtype=np.uint8, shape=(len(ids), height, width, 3)).flush()
-    open_memmap(out / "masks.npy", mode="w+", dtype=np.uint8, shape=(len(ids), height, width)).flush()
-    chunks = [(root, ids[start : start + CHUNK], out, size, start) for start in range(0, len(ids), CHUNK)]
+    create_prepared(out, ids, size)
+    chunks = [(root, out, start, start + CHUNK) for start in range(0, len(ids), CHUNK)]
     problems: list[str] = []
     with ProcessPoolExecutor(workers) as pool, tqdm(total=len(ids), desc=out.name, disable=None) as progress:
         for done, chunk_problems in pool.map(fill_rows, *zip(*chunks)):
@@ -50,31 +44,21 @@ def prepare_split(root: Path, ids: list[str], out: Path, size: tuple[int, int], 
             progress.update(done)
     if problems:
         raise CarvanaError(f"prepare: {len(problems)} file(s) could not be prepared: {list_some(problems)}")
-    (out / "ids.txt").write_text("".join(f"{i}\n" for i in ids))
 
 
-def fill_rows(root: Path, ids: list[str], out: Path, size: tuple[int, int], start: int) -> tuple[int, list[str]]:
-    """Decode `ids` into rows start, start+1, ... of the split's arrays (runs in a worker process)."""
-    images = np.load(out / "images.npy", mmap_mode="r+")
-    masks = np.load(out / "masks.npy", mmap_mode="r+")
+def fill_rows(root: Path, out: Path, start: int, stop: int) -> tuple[int, list[str]]:
+    """Decode rows start..stop-1 of a split's arrays (runs in a worker process)."""
+    split = prepared_rows(out)
+    size = split.images.shape[1:3]
     problems = []
-    for row, image_id in enumerate(ids, start):
+    for row, image_id in enumerate(split.ids[start:stop], start):
         try:
-            images[row], masks[row] = load_pair(image_path(root, image_id), mask_path(root, image_id), size)
+            split.images[row], split.masks[row] = load_pair(image_path(root, image_id), mask_path(root, image_id), size)
         except CarvanaError as error:
             problems.append(str(error))
-    images.flush()
-    masks.flush()
-    return len(ids), problems
-
-
-def load_prepared(split: str) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Ids, photos (N,H,W,3) and masks (N,H,W) of a split, memory-mapped read-only."""
-    folder = stage_dir("prepare") / split
-    if not (folder / "ids.txt").exists():
-        raise CarvanaError(f"{folder} is not prepared: run `dvc repro prepare` first")
-    ids = (folder / "ids.txt").read_text().split()
-    return ids, np.load(folder / "images.npy", mmap_mode="r"), np.load(folder / "masks.npy", mmap_mode="r")
+    split.images.flush()
+    split.masks.flush()
+    return len(split.ids[start:stop]), problems
 
 
 if __name__ == "__main__":

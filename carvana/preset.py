@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from carvana.errors import CarvanaError, run_main
-from carvana.params import PARAMS_FILE, Params, parse
+from carvana.core.errors import CarvanaError, run_main
+from carvana.core.params import PARAMS_FILE, parse
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
@@ -48,7 +48,7 @@ def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 def set_args(name: str, params_file: Path = PARAMS_FILE) -> list[str]:
     """`-S key=value` arguments for dvc exp run; values in JSON/YAML flow style, without spaces."""
     preset = load_preset(name)
-    parse(Params, merged(yaml.safe_load(params_file.read_text()), preset), "")
+    parse(merged(yaml.safe_load(params_file.read_text()), preset))
     return [
         arg
         for key, value in leaves(preset).items()

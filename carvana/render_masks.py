@@ -13,20 +13,20 @@ import numpy as np
 import torch
 from PIL import Image
 
-from carvana import tracking
-from carvana.allocator import keep_freed_memory
-from carvana.atomic import atomic_dir, atomic_write
-from carvana.device import resolve_device
-from carvana.errors import CarvanaError, run_main
-from carvana.imageio import mask_image, read_image, read_mask
-from carvana.kaggle_layout import image_path, mask_path
-from carvana.metrics import per_image_scores
-from carvana.params import flatten, load_params
-from carvana.paths import stage_dir
-from carvana.predict import Segmenter, upsample
-from carvana.preprocess import resize_mask, resize_photo
-from carvana.split_val import read_split
-from carvana.visualize import contact_sheet, overlay, resize_to_width
+from carvana.core.atomic import atomic_dir, atomic_write
+from carvana.core.errors import CarvanaError, list_some, run_main
+from carvana.core.outputs import checkpoint_path, read_run_id, read_split, stage_dir
+from carvana.core.params import flatten, load_params
+from carvana.core.paths import user_path
+from carvana.data.imageio import mask_image, read_image, read_mask
+from carvana.data.layout import image_path, mask_path
+from carvana.data.pictures import contact_sheet, overlay, resize_to_width
+from carvana.data.resize import resize_mask, resize_photo
+from carvana.model.allocator import keep_freed_memory
+from carvana.model.device import resolve_device
+from carvana.model.metrics import per_image_scores
+from carvana.model.segmenter import Segmenter, upsample
+from carvana.tracking.runs import continue_run
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
@@ -35,7 +35,8 @@ def main() -> None:
     keep_freed_memory()
     params = load_params()
     cfg = params.render_masks
-    segmenter = Segmenter(stage_dir("train") / "checkpoints" / "best.pt", resolve_device("auto"))
+    run_id = read_run_id()
+    segmenter = Segmenter(checkpoint_path("best.pt"), resolve_device("auto"))
     photos = photos_to_render(cfg.images)
     out = stage_dir("render_masks")
     with atomic_dir(out / "masks") as masks_dir, atomic_dir(out / "overlays") as overlays_dir:
@@ -47,7 +48,7 @@ def main() -> None:
     atomic_write(out / "worst_cases.png", lambda tmp: sheet.save(tmp, format="PNG"))
     print(f"render_masks: {len(results)} masks and overlays -> {out}")
 
-    with tracking.continue_run(stage_dir("train") / tracking.RUN_FILE, "render_masks"):
+    with continue_run(run_id, "render_masks"):
         mlflow.set_tags(flatten(cfg, "render_masks."))
         mlflow.log_artifacts(str(out / "overlays"), artifact_path="render_masks/overlays")
         mlflow.log_artifact(str(out / "worst_cases.png"), artifact_path="render_masks")
@@ -92,10 +93,19 @@ def photos_to_render(folder: str | None) -> list[Photo]:
     if folder is None:
         root = stage_dir("download")
         return [Photo(i, image_path(root, i), mask_path(root, i)) for i in read_split("val")]
-    path = Path(folder).expanduser()
+    path = user_path(folder)
     photos = sorted(p for p in path.glob("*") if p.suffix.lower() in PHOTO_SUFFIXES) if path.is_dir() else []
     if not photos:
-        raise CarvanaError(f"params: `render_masks.images` is {folder!r}, which holds no .jpg/.jpeg/.png photos")
+        raise CarvanaError(
+            f"params: `render_masks.images` is {folder!r} ({path}), which holds no .jpg/.jpeg/.png photos"
+        )
+    stems = [p.stem for p in photos]
+    clashes = sorted({p.name for p in photos if stems.count(p.stem) > 1})
+    if clashes:
+        raise CarvanaError(
+            f"{path}: {list_some(clashes)} would write the same mask (one id per photo name without its "
+            "suffix); rename or remove one of each"
+        )
     return [Photo(p.stem, p, None) for p in photos]
 
 

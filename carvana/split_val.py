@@ -6,13 +6,11 @@ Writes id lists stages/split_val/{train,val}.txt, not copies of images.
 import numpy as np
 from sklearn.model_selection import GroupShuffleSplit
 
-from carvana.atomic import atomic_dir
-from carvana.errors import CarvanaError, run_main
-from carvana.kaggle_layout import car_of, image_ids
-from carvana.params import SplitValParams, load_params
-from carvana.paths import stage_dir
-
-SPLITS = ("train", "val")
+from carvana.core.atomic import atomic_dir
+from carvana.core.errors import CarvanaError, run_main
+from carvana.core.outputs import SPLITS, stage_dir, write_ids
+from carvana.core.params import SplitValParams, load_params
+from carvana.data.layout import car_of, image_ids
 
 
 def split_by_car(ids: list[str], split: SplitValParams, seed: int) -> dict[str, list[str]]:
@@ -29,13 +27,6 @@ def split_by_car(ids: list[str], split: SplitValParams, seed: int) -> dict[str, 
     return {"train": sorted(ids[i] for i in train_index), "val": sorted(ids[i] for i in val_index)}
 
 
-def read_split(name: str) -> list[str]:
-    path = stage_dir("split_val") / f"{name}.txt"
-    if not path.exists():
-        raise CarvanaError(f"{path} not found: run `dvc repro split_val` first")
-    return path.read_text().split()
-
-
 def main() -> None:
     params = load_params()
     ids = image_ids(stage_dir("download"))
@@ -44,7 +35,7 @@ def main() -> None:
     split = split_by_car(ids, params.split_val, params.seed)
     with atomic_dir(stage_dir("split_val")) as tmp:
         for name in SPLITS:
-            (tmp / f"{name}.txt").write_text("".join(f"{i}\n" for i in split[name]))
+            write_ids(tmp / f"{name}.txt", split[name])
     counts = ", ".join(
         f"{name}: {len(split[name])} images / {len({car_of(i) for i in split[name]})} cars" for name in SPLITS
     )

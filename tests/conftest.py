@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from carvana.imageio import mask_image
+from carvana.data.imageio import mask_image
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")

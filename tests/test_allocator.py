@@ -7,7 +7,7 @@ import pytest
 
 PROBE = """
 import ctypes, sys, torch
-from carvana.allocator import keep_freed_memory
+from carvana.model.allocator import keep_freed_memory
 
 class MallInfo2(ctypes.Structure):
     names = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"

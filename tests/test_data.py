@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from carvana.augment import eval_transform, train_transform
-from carvana.data import SegmentationArrays, make_loader, start_epoch
-from carvana.params import load_params
+from carvana.core.params import load_params
+from carvana.training.augment import eval_transform, train_transform
+from carvana.training.loader import SegmentationArrays, make_loader, start_epoch
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from carvana.errors import CarvanaError
-from carvana.imageio import read_image, read_mask, write_mask_gif
+from carvana.core.errors import CarvanaError
+from carvana.data.imageio import read_image, read_mask, write_mask_gif
 
 
 def test_gif_mask_round_trips_to_zero_one(tmp_path):

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from carvana.losses import bce_dice_loss, soft_dice_loss
-from carvana.metrics import ScoreAccumulator, per_image_scores
+from carvana.model.losses import bce_dice_loss, soft_dice_loss
+from carvana.model.metrics import ScoreAccumulator, per_image_scores
 
 
 def masks(*rows):

@@ -1,6 +1,6 @@
 import torch
 
-from carvana.model import UNet, count_parameters
+from carvana.model.unet import UNet, count_parameters
 
 
 def test_seed_unet_has_the_tutorials_parameter_count():

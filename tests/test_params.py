@@ -1,10 +1,11 @@
 import copy
+import math
 
 import pytest
 import yaml
 
-from carvana.errors import CarvanaError
-from carvana.params import Params, flatten, load_params, parse
+from carvana.core.errors import CarvanaError
+from carvana.core.params import flatten, load_params, parse, schema_lines
 from carvana.preset import available, set_args
 
 
@@ -20,30 +21,74 @@ def test_repo_params_are_valid(repo_params, tmp_path):
     assert flatten(params.train, "train.")["train.model.features"] == params.train.model.features
 
 
+NAN = math.nan
+
+
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda p: p["train"].update(lr="fast"), "`train.lr` must be a number"),
-        (lambda p: p["train"].update(lrr=0.1), "unknown key `train.lrr`"),
-        (lambda p: p["train"].update(epochs=0), "`train.epochs` is 0; it must be in 1..inf"),
-        (lambda p: p["train"].update(epochs=2.5), "`train.epochs` must be int"),
-        (lambda p: p["train"].update(loss="focal"), "`train.loss` is 'focal'; choose one of bce, bce_dice"),
-        (lambda p: p["train"]["model"].update(features=[]), "`train.model.features` must be a non-empty list"),
-        (lambda p: p["split_val"].update(val_fraction=1.5), "`split_val.val_fraction` is 1.5"),
-        (lambda p: p["evaluate"].pop("threshold"), "`evaluate.threshold` is missing"),
-        (lambda p: p.update(seed=True), "`seed` must be int"),
+        (
+            lambda p: p["train"].update(lr="fast"),
+            "`train.lr` is 'fast'; it must be a valid number (Adam's",
+        ),
+        (lambda p: p["train"].update(lr=NAN), "`train.lr` is nan; it must be a finite number"),
+        (lambda p: p["train"].update(lr=math.inf), "`train.lr` is inf; it must be a finite number"),
+        (lambda p: p["train"].update(lr=0), "`train.lr` is 0; it must be greater than 0"),
+        (lambda p: p["train"].update(lrr=0.1), "unknown key `train.lrr`; known keys here: device, epochs"),
+        (lambda p: p["train"].update(epochs=0), "`train.epochs` is 0; it must be greater than or equal to 1"),
+        (lambda p: p["train"].update(epochs=2.5), "`train.epochs` is 2.5; it must be a valid integer"),
+        (lambda p: p["train"].update(amp="yes"), "`train.amp` is 'yes'; it must be a valid boolean"),
+        (lambda p: p["train"].update(loss="focal"), "`train.loss` is 'focal'; it must be 'bce' or 'bce_dice'"),
+        (lambda p: p["train"].update(device="meta"), "`train.device` is 'meta'; it must be auto, cpu, cuda or cuda:N"),
+        (lambda p: p["train"].update(device="cuda:x"), "`train.device` is 'cuda:x'; it must be auto, cpu, cuda"),
+        (lambda p: p["train"]["model"].update(features=[]), "`train.model.features` is []; it must be List should"),
+        (lambda p: p["train"]["model"].update(features=[8, 0]), "`train.model.features[1]` is 0; it must be greater"),
+        (lambda p: p["train"]["augment"].update(hflip_p=NAN), "`train.augment.hflip_p` is nan; it must be a finite"),
+        (lambda p: p["split_val"].update(val_fraction=1.5), "`split_val.val_fraction` is 1.5; it must be less than 1"),
+        (lambda p: p["split_val"].update(val_fraction=0), "`split_val.val_fraction` is 0; it must be greater than 0"),
+        (lambda p: p["split_val"].update(val_fraction=NAN), "`split_val.val_fraction` is nan; it must be a finite"),
+        (lambda p: p["evaluate"].update(threshold=NAN), "`evaluate.threshold` is nan; it must be a finite number"),
+        (lambda p: p["evaluate"].pop("threshold"), "`evaluate.threshold` is missing; add it to params.yaml"),
+        (lambda p: p.update(seed=True), "`seed` is True; it must be a valid integer"),
+        (lambda p: p.update(train=[1]), "`train` must be a mapping of keys"),
     ],
 )
 def test_bad_params_name_the_key(repo_params, tmp_path, edit, message):
     params = copy.deepcopy(repo_params)
     edit(params)
-    with pytest.raises(CarvanaError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(CarvanaError) as error:
         load(tmp_path, params)
+    assert str(error.value).startswith("params: ") and message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "features, size, batch, message",
+    [
+        ([4] * 6, (32, 48), 8, "has 6 levels, but a 32x48 image is halved to nothing after 5; use at most 5"),
+        ([4] * 5, (32, 48), 1, "`train.batch_size` is 1 and `train.model.features` halves a 32x48 image to 1x1"),
+    ],
+)
+def test_model_depth_must_fit_the_image(repo_params, tmp_path, features, size, batch, message):
+    repo_params["train"]["model"]["features"] = features
+    repo_params["prepare"].update(image_height=size[0], image_width=size[1])
+    repo_params["train"]["batch_size"] = batch
+    with pytest.raises(CarvanaError, match=message.replace("`", ".")):
+        load(tmp_path, repo_params)
+    repo_params["train"]["model"]["features"] = features[:-1]
+    assert load(tmp_path, repo_params).train.model.features == features[:-1]
 
 
 def test_yaml_scientific_notation_without_dot_is_a_float(repo_params, tmp_path):
     repo_params["train"]["lr"] = "1e-4"
     assert load(tmp_path, repo_params).train.lr == 1e-4
+
+
+def test_schema_lists_every_key_with_its_bounds_and_help():
+    lines = schema_lines()
+    lr = next(line for line in lines if line.startswith("train.lr "))
+    assert lr.split("  ") == ["train.lr", "float", "> 0, <= 1", "Adam's learning rate"]
+    assert any(line.startswith("download.synthetic.jpeg_quality ") for line in lines)
 
 
 def test_seed_preset_is_the_tutorial_recipe(repo_params, tmp_path):
@@ -58,4 +103,4 @@ def test_seed_preset_is_the_tutorial_recipe(repo_params, tmp_path):
 
 def test_parse_rejects_non_mapping():
     with pytest.raises(CarvanaError, match="must be a mapping"):
-        parse(Params, [1, 2], "")
+        parse([1, 2])

@@ -10,8 +10,8 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 from pipeline_workspace import Workspace
 
-from carvana.checkpoint import load_checkpoint
-from carvana.kaggle_layout import car_of
+from carvana.data.layout import car_of
+from carvana.model.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.e2e
 

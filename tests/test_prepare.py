@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from carvana.atomic import atomic_dir
-from carvana.errors import CarvanaError
-from carvana.imageio import read_image
-from carvana.kaggle_layout import image_ids
+from carvana.core.atomic import atomic_dir
+from carvana.core.errors import CarvanaError
+from carvana.data.imageio import read_image
+from carvana.data.layout import image_ids
+from carvana.data.resize import load_pair, load_photo, resize_photo
 from carvana.prepare import prepare_split
-from carvana.preprocess import load_pair, load_photo, resize_photo
 from carvana.sources.synthetic import generate
 
 

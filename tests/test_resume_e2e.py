@@ -14,11 +14,12 @@ from mlflow.tracking import MlflowClient
 from pipeline_workspace import Workspace
 from torch import nn
 
-from carvana import tracking
-from carvana.device import Precision
-from carvana.errors import CarvanaError
-from carvana.losses import bce_dice_loss
-from carvana.train import lr_scheduler, train_epoch
+from carvana.core.errors import CarvanaError
+from carvana.model.device import Precision
+from carvana.model.losses import bce_dice_loss
+from carvana.tracking.runs import training_run
+from carvana.training.loop import Fit, train_epoch
+from carvana.training.schedule import lr_scheduler
 
 pytestmark = pytest.mark.e2e
 
@@ -96,24 +97,23 @@ def test_nan_loss_stops_training_with_a_clear_error():
     model = NaNModel()
     optimizer = torch.optim.Adam(model.parameters())
     loader = [(torch.rand(2, 3, 8, 8), torch.ones(2, 1, 8, 8))]
+    fit = Fit(
+        model=model,
+        optimizer=optimizer,
+        scheduler=lr_scheduler(optimizer, "constant", 1, 1),
+        scaler=torch.amp.GradScaler("cpu", enabled=False),
+        loss_fn=bce_dice_loss,
+        device=torch.device("cpu"),
+        precision=Precision("cpu", None),
+    )
     with pytest.raises(CarvanaError, match="loss became nan at epoch 3; lower `train.lr`"):
-        train_epoch(
-            model,
-            loader,
-            optimizer,
-            lr_scheduler(optimizer, "constant", 1, 1),
-            torch.amp.GradScaler("cpu", enabled=False),
-            bce_dice_loss,
-            torch.device("cpu"),
-            Precision("cpu", None),
-            epoch=3,
-        )
+        train_epoch(fit, loader, epoch=3)
 
 
 def test_a_failing_stage_marks_its_run_failed(tmp_path, monkeypatch):
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    with pytest.raises(CarvanaError), tracking.training_run({"train.lr": 1.0}) as run:
+    with pytest.raises(CarvanaError), training_run({"train.lr": 1.0}) as run:
         raise CarvanaError("train: loss became nan")
     assert mlflow.get_run(run.info.run_id).info.status == "FAILED"
     mlflow.set_tracking_uri(None)

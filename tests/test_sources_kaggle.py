@@ -34,7 +34,7 @@ DATASET = {
     "train_masks.zip": {"train_masks/0cdf5b5d0ce1_01_mask.gif": b"mask"},
 }
 FETCH = (
-    "import pathlib, sys; from carvana.errors import run_main; from carvana.sources.kaggle import fetch_kaggle; "
+    "import pathlib, sys; from carvana.core.errors import run_main; from carvana.sources.kaggle import fetch_kaggle; "
     "run_main(lambda: fetch_kaggle(pathlib.Path(sys.argv[1])))"
 )
 

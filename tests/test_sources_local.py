@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from carvana.errors import CarvanaError
-from carvana.sources.local import extract_zip, fetch_local
+from carvana.core.errors import CarvanaError
+from carvana.sources.archive import extract_zip
+from carvana.sources.local import fetch_local
 
 # Files a real folder may also hold; none of them may be copied.
 CLUTTER = {
@@ -73,16 +74,6 @@ def test_single_zip_at_top_or_under_one_folder(
     photos_and_masks: dict[str, bytes], source: Path, tmp_path: Path, target: Path, prefix: str
 ) -> None:
     fetch_local(write_zip(tmp_path / "carvana.zip", files(source), prefix), target)
-    assert files(target) == photos_and_masks
-
-
-@pytest.mark.parametrize("spelling", ["{name}", "~/{name}"])
-def test_relative_paths_start_at_cwd_and_tilde_is_home(
-    photos_and_masks: dict[str, bytes], source: Path, target: Path, monkeypatch: pytest.MonkeyPatch, spelling: str
-) -> None:
-    monkeypatch.chdir(source.parent)
-    monkeypatch.setenv("HOME", str(source.parent))
-    fetch_local(Path(spelling.format(name=source.name)), target)
     assert files(target) == photos_and_masks
 
 

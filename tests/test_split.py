@@ -1,8 +1,8 @@
 import pytest
 
-from carvana.errors import CarvanaError
-from carvana.kaggle_layout import car_of, image_id
-from carvana.params import SplitValParams
+from carvana.core.errors import CarvanaError
+from carvana.core.params import SplitValParams
+from carvana.data.layout import car_of, image_id
 from carvana.split_val import split_by_car
 
 IDS = [image_id(f"{car:012x}", view) for car in range(10) for view in range(1, 17)]
@@ -27,7 +27,9 @@ def test_val_cars_overrides_fraction():
     assert len({car_of(i) for i in split["val"]}) == 2
 
 
-@pytest.mark.parametrize("params", [SplitValParams(1.0, None), SplitValParams(0.25, 10)])
+@pytest.mark.parametrize(
+    "params", [SplitValParams(val_fraction=0.99, val_cars=None), SplitValParams(val_fraction=0.25, val_cars=10)]
+)
 def test_both_sets_need_a_car(params):
     with pytest.raises(CarvanaError, match="both sets need at least one car"):
         split_by_car(IDS, params, seed=0)

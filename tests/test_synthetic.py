@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from carvana.errors import CarvanaError
-from carvana.imageio import read_image, read_mask
-from carvana.kaggle_layout import IMAGE_DIR, MASK_DIR, VIEWS_PER_CAR, image_id, image_path, mask_path
+from carvana.data.imageio import read_image, read_mask
+from carvana.data.layout import IMAGE_DIR, MASK_DIR, VIEWS_PER_CAR, image_id, image_path, mask_path
 from carvana.sources.synthetic import generate
 
 WIDTH, HEIGHT = 240, 160
@@ -85,21 +84,3 @@ def test_mask_covers_the_car_and_not_its_shadow(dataset: Path) -> None:
             below = HEIGHT + 1 - np.argmax(mask[::-1, middle], axis=0)
             assert not mask[below, middle].any()
             assert photo[below, middle].mean() < 0.85 * photo[below, 2].mean()
-
-
-@pytest.mark.parametrize(
-    ("arguments", "key"),
-    [
-        ({"cars": 0}, "cars"),
-        ({"width": 31}, "width"),
-        ({"height": 8}, "height"),
-        ({"jpeg_quality": 0}, "jpeg_quality"),
-        ({"jpeg_quality": 101}, "jpeg_quality"),
-        ({"seed": -1}, "seed"),
-        ({"workers": 0}, "workers"),
-    ],
-)
-def test_bad_arguments_name_the_param(tmp_path: Path, arguments: dict[str, int], key: str) -> None:
-    with pytest.raises(CarvanaError, match=rf"download\.synthetic\.{key}\b"):
-        generate(tmp_path, **{"cars": 1, "width": WIDTH, "height": HEIGHT, **arguments})
-    assert not any(tmp_path.iterdir())

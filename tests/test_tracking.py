@@ -1,10 +1,9 @@
-import json
-
 import mlflow
 import pytest
 
-from carvana import tracking
-from carvana.paths import project_root, workspace_root
+from carvana.core.paths import project_root, user_path, workspace_root
+from carvana.tracking import store
+from carvana.tracking.runs import continue_run, training_run
 
 
 @pytest.fixture
@@ -33,7 +32,7 @@ def test_queued_experiments_write_outputs_in_the_copy_and_track_into_the_repo(tm
     monkeypatch.setenv("DVC_ROOT", str(tmp_path / "repo"))  # what DVC sets for queued/--temp runs
     assert workspace_root() == copy
     assert project_root() == tmp_path / "repo"
-    assert tracking.tracking_uri() == f"sqlite:///{tmp_path / 'repo' / 'mlruns' / 'mlflow.db'}"
+    assert store.tracking_uri() == f"sqlite:///{tmp_path / 'repo' / 'mlruns' / 'mlflow.db'}"
 
 
 def test_temp_copies_map_to_the_repo_without_dvc_root(tmp_path, monkeypatch):
@@ -43,31 +42,40 @@ def test_temp_copies_map_to_the_repo_without_dvc_root(tmp_path, monkeypatch):
     assert project_root() == tmp_path / "repo"
 
 
+def test_relative_user_paths_start_at_the_repo_also_in_temp_copies(tmp_path, monkeypatch):
+    copy = temp_copy(tmp_path, monkeypatch)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "repo"))
+    (copy / "data").mkdir()  # tracked, so the copy has it
+    assert user_path("data") == copy / "data"
+    assert user_path("../photos") == tmp_path / "repo" / ".." / "photos"  # not in the copy: the user's repo
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert user_path("~/photos") == tmp_path / "photos"
+
+
 def test_mlflow_tracking_uri_wins(repo, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
-    assert tracking.tracking_uri() == "http://127.0.0.1:5000"
-    assert tracking.artifact_location("http://127.0.0.1:5000") is None
+    assert store.tracking_uri() == "http://127.0.0.1:5000"
+    assert store.artifact_location("http://127.0.0.1:5000") is None
 
 
 def test_experiment_artifacts_live_under_mlruns(repo):
-    tracking.setup()
+    store.setup()
     location = mlflow.get_experiment_by_name("carvana").artifact_location
     assert location == (repo / "mlruns" / "artifacts").as_uri()
 
 
 def test_continue_run_reopens_the_training_run(repo):
-    with tracking.training_run({"train.lr": 0.1}) as run:
-        tracking.write_run_file(repo / "run.json", run)
-    with tracking.continue_run(repo / "run.json", "evaluate") as continued:
+    with training_run({"train.lr": 0.1}) as run:
+        pass
+    with continue_run(run.info.run_id, "evaluate") as continued:
         mlflow.log_metric("eval_dice", 0.5)
     assert continued.info.run_id == run.info.run_id
     assert mlflow.get_run(run.info.run_id).data.metrics["eval_dice"] == 0.5
 
 
 def test_missing_run_starts_a_new_one_tagged_with_its_origin(repo):
-    tracking.setup()
-    (repo / "run.json").write_text(json.dumps({"run_id": "0123456789abcdef0123456789abcdef"}))
-    with tracking.continue_run(repo / "run.json", "evaluate") as run:
+    store.setup()
+    with continue_run("0123456789abcdef0123456789abcdef", "evaluate") as run:
         pass
     tags = mlflow.get_run(run.info.run_id).data.tags
     assert tags["origin_run_id"] == "0123456789abcdef0123456789abcdef"

@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from carvana.params import DownloadParams
+from carvana.core.params import DownloadParams
+from carvana.core.paths import user_path
 
 
 def fetch(download: DownloadParams, seed: int, target: Path) -> None:
@@ -19,4 +20,4 @@ def fetch(download: DownloadParams, seed: int, target: Path) -> None:
     else:
         from carvana.sources.local import fetch_local
 
-        fetch_local(Path(download.source), target)
+        fetch_local(user_path(download.source), target)

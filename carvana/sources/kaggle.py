@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import requests
 
-from carvana.errors import CarvanaError
-from carvana.sources.local import extract_zip
+from carvana.core.errors import CarvanaError
+from carvana.sources.archive import extract_zip
 
 if TYPE_CHECKING:
     from kaggle.api.kaggle_api_extended import KaggleApi

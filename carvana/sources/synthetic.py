@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from carvana.atomic import atomic_write
-from carvana.errors import CarvanaError
-from carvana.imageio import write_mask_gif
-from carvana.kaggle_layout import VIEWS_PER_CAR, image_id, image_path, mask_path
+from carvana.core.atomic import atomic_write
+from carvana.data.imageio import write_mask_gif
+from carvana.data.layout import VIEWS_PER_CAR, image_id, image_path, mask_path
 
 Colour = tuple[float, float, float]
 
@@ -147,17 +146,8 @@ def generate(
     workers: int | None = None,
 ) -> None:
     """Write `cars` cars x 16 views: target/train/<car>_<NN>.jpg (RGB JPEG) and
-    target/train_masks/<car>_<NN>_mask.gif (palette GIF, indices 0/1)."""
-    limits = {
-        "cars": (cars, 1, None),
-        "width": (width, 32, None),
-        "height": (height, 32, None),
-        "seed": (seed, 0, None),
-        "jpeg_quality": (jpeg_quality, 1, 100),
-    }
-    if workers is not None:
-        limits["workers"] = (workers, 1, None)
-    validate(limits)
+    target/train_masks/<car>_<NN>_mask.gif (palette GIF, indices 0/1). The arguments are params.yaml's
+    `download.synthetic.*` and `seed`, checked by its schema."""
     jobs = [
         Job(
             Path(target),
@@ -181,15 +171,6 @@ def generate(
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
         list(pool.map(write_pair, jobs, chunksize=4))
-
-
-def validate(limits: dict[str, tuple[object, int, int | None]]) -> None:
-    """Each param is (value, lowest, highest or None); a bad one raises CarvanaError naming its key."""
-    for name, (value, low, high) in limits.items():
-        in_range = isinstance(value, int) and not isinstance(value, bool) and value >= low
-        if not in_range or (high is not None and value > high):
-            allowed = f"an integer >= {low}" if high is None else f"an integer in {low}..{high}"
-            raise CarvanaError(f"download.synthetic.{name} must be {allowed}, got {value!r}")
 
 
 def car_ids(seed: int, cars: int) -> list[str]:

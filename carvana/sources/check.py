@@ -5,20 +5,20 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from carvana.errors import CarvanaError, list_some
-from carvana.imageio import read_image, read_mask
-from carvana.kaggle_layout import IMAGE_DIR, IMAGE_ID, MASK_DIR, image_path, mask_path
+from carvana.core.errors import CarvanaError, list_some
+from carvana.data.imageio import read_image, read_mask
+from carvana.data.layout import ID_RULE, IMAGE_DIR, IMAGE_ID, MASK_DIR, image_path, mask_path
 
 
-def validate_dataset(root: Path, source: str) -> list[str]:
+def check_dataset(root: Path, source: str) -> list[str]:
     """Return the sorted image ids under root, or raise one CarvanaError listing every problem found."""
     images = {path.stem: path for path in (root / IMAGE_DIR).glob("*.jpg")}
     masks = {path.name.removesuffix("_mask.gif"): path for path in (root / MASK_DIR).glob("*_mask.gif")}
     if not images and not masks:
         raise CarvanaError(f"{source}: no {IMAGE_DIR}/*.jpg or {MASK_DIR}/*_mask.gif files found")
-    problems = [f"{IMAGE_DIR}/{i}.jpg has no mask {MASK_DIR}/{i}_mask.gif" for i in sorted(images.keys() - masks)]
+    problems = [f"{IMAGE_DIR}/{i}.jpg is not named {ID_RULE}" for i in sorted(images) if not IMAGE_ID.match(i)]
+    problems += [f"{IMAGE_DIR}/{i}.jpg has no mask {MASK_DIR}/{i}_mask.gif" for i in sorted(images.keys() - masks)]
     problems += [f"{MASK_DIR}/{i}_mask.gif has no image {IMAGE_DIR}/{i}.jpg" for i in sorted(masks.keys() - images)]
-    problems += [f"{IMAGE_DIR}/{i}.jpg is not named <car>_<NN>.jpg" for i in sorted(images) if not IMAGE_ID.match(i)]
     ids = sorted(images.keys() & masks.keys())
     with ProcessPoolExecutor(min(len(ids), os.cpu_count() or 1) or 1) as pool:
         problems += [p for p in pool.map(pair_problem, [root] * len(ids), ids, chunksize=8) if p]

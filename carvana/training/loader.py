@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 Key = tuple[int, int]  # (epoch, index)
+AUGMENT, SHUFFLE = 0, 1  # keep the two seed streams apart
 
 
 class SegmentationArrays(Dataset):
@@ -32,9 +33,6 @@ class SegmentationArrays(Dataset):
         # copy the (possibly memory-mapped, read-only) row into a small writable array
         sample = self.transform(image=np.array(self.images[index]), mask=np.array(self.masks[index]))
         return sample["image"], sample["mask"].unsqueeze(0).float()
-
-
-AUGMENT, SHUFFLE = 0, 1  # keep the two seed streams apart
 
 
 def derived_seed(*keys: int) -> int:
@@ -60,9 +58,6 @@ class EpochSampler(Sampler[Key]):
         order = range(self.size)
         if self.shuffle:
             generator = torch.Generator().manual_seed(derived_seed(self.seed, SHUFFLE, self.epoch))
-            # Skip the one draw that torch's DataLoader took from this generator when it did the shuffling,
-            # so runs recorded before this sampler existed keep their batches.
-            torch.empty((), dtype=torch.int64).random_(generator=generator)
             order = torch.randperm(self.size, generator=generator).tolist()
         return ((self.epoch, index) for index in order)
 
@@ -73,12 +68,15 @@ def start_epoch(loader: DataLoader, epoch: int) -> None:
 
 
 def make_loader(
-    dataset: SegmentationArrays, batch_size: int, shuffle: bool, workers: int, pin_memory: bool
+    dataset: SegmentationArrays, batch_size: int, training: bool, workers: int, pin_memory: bool
 ) -> DataLoader:
+    """Training: shuffled, and without the last incomplete batch (a batch of one breaks BatchNorm, and small
+    last batches make the steps uneven). Validation: every image, in order."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=EpochSampler(len(dataset), shuffle, dataset.seed),
+        sampler=EpochSampler(len(dataset), training, dataset.seed),
+        drop_last=training,
         num_workers=workers,
         # the workers' base seed comes from here, not from the global RNG (samples are seeded by their key)
         generator=torch.Generator().manual_seed(dataset.seed),

@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from carvana.errors import CarvanaError
-from carvana.imageio import read_mask
+from carvana.data.imageio import open_image, read_mask, rgb
 
 RESAMPLE = Image.Resampling.BILINEAR  # PIL widens the kernel when shrinking: an anti-aliased resize
 
@@ -20,12 +19,9 @@ RESAMPLE = Image.Resampling.BILINEAR  # PIL widens the kernel when shrinking: an
 def load_photo(path: Path, size: tuple[int, int]) -> np.ndarray:
     """(H, W, 3) uint8 at size = (height, width)."""
     height, width = size
-    try:
-        with Image.open(path) as image:
-            image.draft("RGB", (width, height))
-            return np.asarray(image.convert("RGB").resize((width, height), RESAMPLE))
-    except (OSError, SyntaxError, ValueError) as error:
-        raise CarvanaError(f"{path}: cannot decode image ({error}); replace or remove the file") from error
+    with open_image(path) as image:
+        image.draft("RGB", (width, height))
+        return np.asarray(rgb(image).resize((width, height), RESAMPLE))
 
 
 def resize_photo(photo: np.ndarray, size: tuple[int, int]) -> np.ndarray:

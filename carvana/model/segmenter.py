@@ -7,14 +7,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from carvana.checkpoint import load_checkpoint, model_from_checkpoint
+from carvana.model.checkpoint import build_model, load_checkpoint
 
 
 class Segmenter:
     def __init__(self, checkpoint_path: Path, device: torch.device | str = "cpu") -> None:
         checkpoint = load_checkpoint(checkpoint_path, device)
         self.device = torch.device(device)
-        self.model = model_from_checkpoint(checkpoint, self.device)
+        self.model = build_model(checkpoint, checkpoint_path, self.device)
         self.size: tuple[int, int] = tuple(checkpoint["image_size"])
 
     @torch.no_grad()
@@ -22,7 +22,7 @@ class Segmenter:
         """(N, H, W, 3) uint8 photos at self.size -> (N, H, W) float32 car probabilities, on the CPU."""
         chunks = []
         for start in range(0, len(images), batch_size):
-            batch = torch.tensor(images[start : start + batch_size], device=self.device)
+            batch = torch.from_numpy(np.array(images[start : start + batch_size])).to(self.device)
             batch = batch.permute(0, 3, 1, 2).float().div_(255)
             chunks.append(torch.sigmoid(self.model(batch))[:, 0].float().cpu())
         return torch.cat(chunks)

@@ -3,7 +3,7 @@
 import sys
 from collections.abc import Callable, Sequence
 
-from carvana.interrupts import Interrupted, interruptible
+from carvana.core.interrupts import Interrupted, interruptible
 
 
 class CarvanaError(Exception):

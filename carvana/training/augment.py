@@ -7,7 +7,7 @@ Resize happened once, at load time; what is left runs on small arrays.
 import albumentations as A
 from albumentations.pytorch import ToTensorV2
 
-from carvana.params import AugmentParams
+from carvana.core.params import AugmentParams
 
 
 def to_unit_range() -> A.Normalize:

@@ -1,4 +1,4 @@
-"""Where things live: the workspace DVC runs a stage in, each stage's output folder, the user's repository.
+"""Where things live: the workspace DVC runs a stage in, and the user's repository.
 
 Queued and --temp experiments run in temporary copies under <repo>/.dvc/tmp/exps/ that DVC deletes
 afterwards. There, the working directory is the copy (outputs belong there), while DVC sets DVC_ROOT to the
@@ -7,8 +7,6 @@ user's repository (what must outlive the experiment, like the MLflow store, belo
 
 import os
 from pathlib import Path
-
-STAGES_DIR = "stages"
 
 
 def workspace_root() -> Path:
@@ -27,6 +25,14 @@ def project_root() -> Path:
     return workspace_root()
 
 
-def stage_dir(stage: str) -> Path:
-    """stages/<stage>/ in the current workspace: the only place the stage writes."""
-    return workspace_root() / STAGES_DIR / stage
+def user_path(text: str) -> Path:
+    """A path from params.yaml: `~` expanded, relative paths from the repository root.
+
+    In a temp copy, a path the copy holds (tracked by git or DVC, like data/) is the copy's; any other
+    (an untracked folder, `../elsewhere`) is the user's repository's.
+    """
+    path = Path(text).expanduser()
+    if path.is_absolute():
+        return path
+    in_workspace = workspace_root() / path
+    return in_workspace if in_workspace.exists() else project_root() / path

@@ -11,9 +11,9 @@ import yaml
 from conftest import REPO, write_pair
 from PIL import Image
 
-from carvana.errors import CarvanaError
-from carvana.imageio import mask_image
-from carvana.validate import validate_dataset
+from carvana.core.errors import CarvanaError
+from carvana.data.imageio import mask_image
+from carvana.sources.check import check_dataset
 
 
 def run_stage(module: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -23,7 +23,7 @@ def run_stage(module: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_valid_dataset_returns_sorted_ids(dataset):
-    ids = validate_dataset(dataset, "test")
+    ids = check_dataset(dataset, "test")
     assert ids == sorted(ids) and len(ids) == 6
 
 
@@ -58,7 +58,7 @@ def break_corrupt_jpeg(root: Path) -> str:
 
 def break_bad_name(root: Path) -> str:
     write_pair(root, "no-view-number")
-    return "train/no-view-number.jpg is not named <car>_<NN>.jpg"
+    return "train/no-view-number.jpg is not named <car>_<NN>"
 
 
 @pytest.mark.parametrize(
@@ -75,7 +75,7 @@ def break_bad_name(root: Path) -> str:
 def test_each_bad_input_is_named(dataset, breaker):
     expected = breaker(dataset)
     with pytest.raises(CarvanaError, match="problem") as error:
-        validate_dataset(dataset, "download.source=test")
+        check_dataset(dataset, "download.source=test")
     assert expected in str(error.value)
     assert str(dataset) not in str(error.value)  # paths relative to the dataset root
 
@@ -84,12 +84,12 @@ def test_many_problems_are_counted_not_all_listed(dataset):
     for path in (dataset / "train_masks").glob("*.gif"):
         path.unlink()
     with pytest.raises(CarvanaError, match=r"6 problem\(s\).*\(and 1 more\)"):
-        validate_dataset(dataset, "test")
+        check_dataset(dataset, "test")
 
 
 def test_empty_source_is_refused(tmp_path):
     with pytest.raises(CarvanaError, match="no train/\\*.jpg"):
-        validate_dataset(tmp_path, "test")
+        check_dataset(tmp_path, "test")
 
 
 def test_download_stage_fails_cleanly_and_leaves_nothing(dataset, tmp_path):
@@ -116,4 +116,4 @@ def test_bad_param_stops_a_stage_with_one_line(tmp_path):
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     result = run_stage("carvana.train", tmp_path)
     assert result.returncode == 2
-    assert result.stderr == "error: params: `train.lr` is -1.0; it must be in 0.0..1.0\n"
+    assert result.stderr == "error: params: `train.lr` is -1; it must be greater than 0 (Adam's learning rate)\n"

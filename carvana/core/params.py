@@ -1,0 +1,233 @@
+"""params.yaml as one schema: every key's type, bounds and help are declared here, once.
+
+A wrong key, type or value stops the stage with one line naming the key (e.g. `train.lr`) and what it takes.
+`python -m carvana.core.params` prints the whole schema.
+"""
+
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from carvana.core.errors import CarvanaError
+
+PARAMS_FILE = Path("params.yaml")
+
+
+def _number_from_string(value: Any) -> Any:
+    # YAML 1.1 reads `1e-4` (no dot) as a string; accept it as the number everyone means.
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+Float = Annotated[float, BeforeValidator(_number_from_string)]
+Probability = Annotated[Float, Field(ge=0, le=1)]
+
+
+class Group(BaseModel):
+    """A params group: unknown keys, wrong types (no silent 2.5 -> 2) and NaN/inf are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+class SyntheticParams(Group):
+    cars: int = Field(ge=1, description="cars to generate, 16 views each")
+    width: int = Field(ge=32, description="photo width in pixels (Kaggle's: 1918)")
+    height: int = Field(ge=32, description="photo height in pixels (Kaggle's: 1280)")
+    jpeg_quality: int = Field(ge=1, le=100, description="JPEG quality of the photos")
+
+
+class DownloadParams(Group):
+    source: str = Field(
+        min_length=1,
+        description="synthetic, kaggle, or a folder/.zip in Kaggle layout (relative to the repository root)",
+    )
+    synthetic: SyntheticParams
+
+
+class SplitValParams(Group):
+    val_fraction: Float = Field(gt=0, lt=1, description="share of cars held out for validation (rounded, at least 1)")
+    val_cars: int | None = Field(ge=1, description="an exact number of held-out cars; overrides val_fraction")
+
+
+class PrepareParams(Group):
+    image_height: int = Field(ge=16, description="model input height in pixels")
+    image_width: int = Field(ge=16, description="model input width in pixels")
+    workers: int | None = Field(ge=1, description="decoding processes; null: one per core")
+
+
+class ModelParams(Group):
+    features: list[Annotated[int, Field(ge=1)]] = Field(
+        min_length=1, description="U-Net encoder widths, one per level, e.g. [16, 32, 64, 128]"
+    )
+
+
+class AugmentParams(Group):
+    rotate_limit: Float = Field(ge=0, le=180, description="rotation range in degrees, +-")
+    rotate_p: Probability
+    hflip_p: Probability
+    vflip_p: Probability
+    brightness_contrast_p: Probability
+
+
+class TrainParams(Group):
+    device: str = Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N")
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1, description="images per optimizer step")
+    lr: Float = Field(gt=0, le=1, description="Adam's learning rate")
+    lr_schedule: Literal["constant", "cosine"]
+    num_workers: int = Field(ge=0, description="DataLoader worker processes")
+    loss: Literal["bce", "bce_dice"]
+    amp: bool
+    compile: bool
+    panels_per_epoch: int = Field(ge=0, le=64, description="photo|truth|prediction rows logged per epoch")
+    model: ModelParams
+    augment: AugmentParams
+
+
+class EvaluateParams(Group):
+    batch_size: int = Field(ge=1)
+    threshold: Float = Field(gt=0, lt=1, description="probability above which a pixel is car")
+
+
+class RenderMasksParams(Group):
+    images: str | None = Field(description="null: the val photos; or a folder of .jpg/.jpeg/.png photos")
+    threshold: Float = Field(gt=0, lt=1, description="probability above which a pixel is car")
+    worst_cases: int = Field(ge=1, description="overlays in the contact sheet")
+    overlay_width: int = Field(ge=32, description="overlay width in pixels")
+
+
+class Params(Group):
+    seed: int = Field(ge=0, le=2**32 - 1, description="drives data generation, split, augmentation, initialisation")
+    download: DownloadParams
+    split_val: SplitValParams
+    prepare: PrepareParams
+    train: TrainParams
+    evaluate: EvaluateParams
+    render_masks: RenderMasksParams
+
+    @model_validator(mode="after")
+    def _model_fits_the_image(self) -> "Params":
+        size = (self.prepare.image_height, self.prepare.image_width)
+        check_model_fits(self.train.model.features, size, self.train.batch_size)
+        return self
+
+
+def check_model_fits(features: list[int], size: tuple[int, int], batch_size: int) -> None:
+    """Each U-Net level halves the image: a too deep model pools it away, and BatchNorm needs more than one
+    value per channel at the bottleneck."""
+    levels = len(features)
+    height, width = size[0] >> levels, size[1] >> levels
+    fits = min(size).bit_length() - 1
+    if height < 1 or width < 1:
+        raise CarvanaError(
+            f"params: `train.model.features` has {levels} levels, but a {size[0]}x{size[1]} image is halved to "
+            f"nothing after {fits}; use at most {fits} features or raise prepare.image_height/image_width to at "
+            f"least {2**levels}"
+        )
+    if batch_size * height * width == 1:
+        raise CarvanaError(
+            f"params: `train.batch_size` is 1 and `train.model.features` halves a {size[0]}x{size[1]} image to "
+            "1x1, so BatchNorm sees one value per channel; use a batch of 2 or more, or one level fewer"
+        )
+
+
+def load_params(path: Path = PARAMS_FILE) -> Params:
+    """Read and validate the whole params file, so a typo anywhere is caught by the first stage."""
+    if not path.exists():
+        raise CarvanaError(f"{path} not found: run the stages from the repository root (where dvc.yaml is)")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise CarvanaError(f"{path} is not valid YAML: {error}") from error
+    return parse(data)
+
+
+def parse(data: Any) -> Params:
+    if not isinstance(data, dict):
+        raise CarvanaError("params: params.yaml must be a mapping of keys")
+    try:
+        return Params.model_validate(data)
+    except ValidationError as error:
+        raise CarvanaError(describe(error.errors()[0])) from None
+
+
+def describe(error: Any) -> str:
+    """One line for pydantic's first error, naming the dotted key and what it takes."""
+    key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]).lstrip(".")
+    model, help_text = field_of(error["loc"])
+    if error["type"] == "missing":
+        return f"params: `{key}` is missing; add it to params.yaml (see README)"
+    if error["type"] == "extra_forbidden":
+        return f"params: unknown key `{key}`; known keys here: {', '.join(model.model_fields)}"
+    if error["type"] == "model_type":
+        return f"params: `{key or 'params.yaml'}` must be a mapping of keys"
+    need = help_text if error["type"] == "string_pattern_mismatch" else error["msg"].replace("Input should be", "")
+    hint = f" ({help_text})" if help_text and help_text != need else ""
+    return f"params: `{key}` is {error['input']!r}; it must be {need.strip()}{hint}"
+
+
+def field_of(loc: tuple[Any, ...]) -> tuple[type[BaseModel], str | None]:
+    """The group holding the key at `loc` and the key's help text."""
+    model: type[BaseModel] = Params
+    help_text = None
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            break
+        help_text = field.description
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            model = field.annotation
+    return model, help_text
+
+
+def flatten(group: BaseModel, prefix: str = "") -> dict[str, Any]:
+    """{'train.lr': 1e-4, 'train.model.features': [16, 32], ...} for MLflow's flat params."""
+    flat: dict[str, Any] = {}
+    for name in type(group).model_fields:
+        value = getattr(group, name)
+        if isinstance(value, BaseModel):
+            flat.update(flatten(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
+
+
+def schema_lines(model: type[BaseModel] = Params, prefix: str = "") -> list[str]:
+    """`key  type  bounds  help` for every param."""
+    lines = []
+    for name, field in model.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            lines += schema_lines(field.annotation, f"{prefix}{name}.")
+            continue
+        bounds = [f"{symbol} {getattr(m, key)}" for m in field.metadata for key, symbol in BOUNDS if hasattr(m, key)]
+        row = [f"{prefix}{name}", type_name(field.annotation), ", ".join(bounds) or "-", field.description or ""]
+        lines.append("  ".join(row).rstrip())
+    return lines
+
+
+def type_name(annotation: Any) -> str:
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        return type_name(args[0])
+    if origin is Literal:
+        return " | ".join(repr(arg) for arg in args)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_name(arg) for arg in args)
+    if origin is list:
+        return f"list[{type_name(args[0])}]"
+    return "null" if annotation is type(None) else annotation.__name__
+
+
+BOUNDS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="), ("min_length", "length >="))
+
+
+if __name__ == "__main__":
+    print("\n".join(schema_lines()))

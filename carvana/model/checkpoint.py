@@ -1,0 +1,68 @@
+"""Checkpoints: a model's weights plus what rebuilding it anywhere needs (model config, image size, the
+params and epoch that made it).
+
+Saved atomically (a crash never leaves a truncated file) and loaded with `weights_only=True` (plain tensors
+and containers; a file that holds anything else is refused, never unpickled). Optimizer and scaler state
+belong to training's resume state, not to these files.
+"""
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from carvana.core.atomic import atomic_write
+from carvana.core.errors import CarvanaError
+from carvana.model.unet import UNet
+
+RETRAIN = "re-run `dvc repro -f train` to write it again"
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The checkpoint's contents, checked to hold a model's weights, config and image size."""
+    if not path.exists():
+        raise CarvanaError(f"{path} not found: run the train stage first (`dvc repro train`)")
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        raise CarvanaError(
+            f"{path}: refusing to load, it holds objects other than tensors and plain containers (not a "
+            f"checkpoint this project wrote, and unpickling it could run code); {RETRAIN}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CarvanaError(f"{path}: unreadable checkpoint ({reason}); {RETRAIN}") from None
+    problem = structure_problem(checkpoint)
+    if problem:
+        raise CarvanaError(f"{path}: not a carvana checkpoint ({problem}); {RETRAIN}")
+    return checkpoint
+
+
+def structure_problem(checkpoint: Any) -> str | None:
+    if not isinstance(checkpoint, dict):
+        return f"it holds a {type(checkpoint).__name__}, not a dict"
+    missing = [key for key in ("model", "model_config", "image_size") if key not in checkpoint]
+    if missing:
+        return f"no {', '.join(missing)}"
+    config, size = checkpoint["model_config"], checkpoint["image_size"]
+    if not isinstance(checkpoint["model"], dict) or not isinstance(config, dict):
+        return "model and model_config must be dicts"
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+        return f"image_size {size!r} is not [height, width]"
+    return None
+
+
+def build_model(checkpoint: dict[str, Any], path: Path, device: torch.device | str = "cpu") -> UNet:
+    """The checkpoint's model with its weights, in eval mode on `device`."""
+    try:
+        model = UNet(**checkpoint["model_config"])
+        model.load_state_dict(checkpoint["model"])
+    except (RuntimeError, TypeError, ValueError, ZeroDivisionError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CarvanaError(f"{path}: its weights do not fit the model it describes ({reason}); {RETRAIN}") from None
+    return model.to(device).eval()

@@ -1,0 +1,74 @@
+"""One epoch of training and one pass of val-set scoring.
+
+The loss stays on the device during an epoch and is read once at its end (no host sync per step); a
+non-finite epoch loss stops training there, before any checkpoint can hold the weights it produced.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from carvana.core.errors import CarvanaError
+from carvana.model.device import Precision, memory_format
+from carvana.model.losses import Loss
+from carvana.model.metrics import ScoreAccumulator
+
+
+@dataclass
+class Fit:
+    """The model being trained and what a step does to it."""
+
+    model: nn.Module  # the module steps run through (possibly compiled); shares its weights with the saved one
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    loss_fn: Loss
+    device: torch.device
+    precision: Precision
+
+    def to_device(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        images = images.to(self.device, non_blocking=True, memory_format=memory_format(self.device))
+        return images, masks.to(self.device, non_blocking=True)
+
+
+def train_epoch(fit: Fit, loader: DataLoader, epoch: int) -> float:
+    """One pass over the train batches; returns the mean loss."""
+    fit.model.train()
+    total, count = torch.zeros((), device=fit.device), 0
+    for images, masks in tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=None):  # silent off a terminal
+        images, masks = fit.to_device(images, masks)
+        with fit.precision.autocast():
+            loss = fit.loss_fn(fit.model(images), masks)
+        fit.optimizer.zero_grad(set_to_none=True)
+        fit.scaler.scale(loss).backward()
+        fit.scaler.step(fit.optimizer)
+        fit.scaler.update()
+        fit.scheduler.step()
+        total += loss.detach() * len(images)
+        count += len(images)
+    mean = (total / count).item()
+    if not math.isfinite(mean):
+        raise CarvanaError(f"train: loss became {mean} at epoch {epoch}; lower `train.lr` and re-run")
+    return mean
+
+
+@torch.no_grad()
+def score_val(fit: Fit, loader: DataLoader) -> tuple[dict[str, float], np.ndarray]:
+    """Mean loss and per-image scores over the val set, and the predicted masks (uint8, N x H x W)."""
+    fit.model.eval()
+    scores = ScoreAccumulator()
+    total, preds = torch.zeros((), device=fit.device), []
+    for images, masks in loader:
+        images, masks = fit.to_device(images, masks)
+        with fit.precision.autocast():
+            logits = fit.model(images).float()
+        total += fit.loss_fn(logits, masks) * len(images)
+        pred = logits > 0
+        scores.add(pred, masks.bool())
+        preds.append(pred[:, 0].to(torch.uint8).cpu().numpy())
+    return {"loss": total.item() / len(loader.dataset), **scores.means()}, np.concatenate(preds)
