@@ -53,7 +53,7 @@ class DownloadParams(Group):
 
 
 class SplitValParams(Group):
-    val_fraction: Float = Field(gt=0, lt=1, description="share of cars held out for validation (rounded, at least 1)")
+    val_fraction: Float = Field(gt=0, lt=1, description="share of cars held out for validation, rounded, at least one car")
     val_cars: int | None = Field(ge=1, description="an exact number of held-out cars; overrides val_fraction")
 
 

@@ -7,6 +7,7 @@ belong to training's resume state, not to these files.
 """
 
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,13 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
     if not path.exists():
         raise CarvanaError(f"{path} not found: run the train stage first (`dvc repro train`)")
     try:
-        checkpoint = torch.load(path, map_location=device, weights_only=True)
+        with warnings.catch_warnings():  # torch warns on stderr about pickle protocols it was not written with
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError:
         raise CarvanaError(
-            f"{path}: refusing to load, it holds objects other than tensors and plain containers (not a "
-            f"checkpoint this project wrote, and unpickling it could run code); {RETRAIN}"
+            f"{path}: not a checkpoint this project wrote (damaged, or holding objects other than tensors and "
+            f"plain containers, which are never unpickled: that could run code); {RETRAIN}"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
@@ -63,6 +66,8 @@ def build_model(checkpoint: dict[str, Any], path: Path, device: torch.device | s
         model = UNet(**checkpoint["model_config"])
         model.load_state_dict(checkpoint["model"])
     except (RuntimeError, TypeError, ValueError, ZeroDivisionError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        # load_state_dict's first line only names the model; the next ones say which weight does not fit
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+        reason = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines[0]
         raise CarvanaError(f"{path}: its weights do not fit the model it describes ({reason}); {RETRAIN}") from None
     return model.to(device).eval()
