@@ -54,15 +54,25 @@ def test_prepare_caches_both_splits_at_the_model_resolution(workspace):
 
 
 def test_train_writes_checkpoints_metrics_and_plots(workspace):
-    for name in ("best", "last"):
-        checkpoint = load_checkpoint(workspace.root / f"stages/train/checkpoints/{name}.pt")
+    best = load_checkpoint(workspace.root / "stages/train/checkpoints/best.pt")
+    last = load_checkpoint(workspace.root / "stages/train/checkpoints/last.pt")
+    for checkpoint in (best, last):
         assert checkpoint["image_size"] == [32, 48] and checkpoint["model_config"]["features"] == [4, 8, 16]
-    assert load_checkpoint(workspace.root / "stages/train/checkpoints/last.pt")["epoch"] == 2
+        assert set(checkpoint) == {"model", "model_config", "image_size", "params", "epoch", "metrics"}
+    assert last["epoch"] == 2
     metrics = workspace.json("stages/train/metrics.json")
-    assert {"best_epoch", "train_loss", "val_loss", "val_dice", "val_iou", "val_accuracy"} <= metrics.keys()
-    assert 0.0 <= metrics["val_dice"] <= 1.0
-    loss = (workspace.root / "stages/train/plots/loss.tsv").read_text().splitlines()
+    dice = {int(row.split("\t")[0]): float(row.split("\t")[1]) for row in plot_rows(workspace, "dice")}
+    assert list(dice) == [1, 2]
+    assert metrics["best_epoch"] == best["epoch"] == max(dice, key=lambda epoch: (dice[epoch], -epoch))
+    assert metrics["val_dice"] == pytest.approx(dice[metrics["best_epoch"]], abs=1e-6)
+    assert best["metrics"]["val_dice"] == metrics["val_dice"]
+    loss = plot_rows(workspace, "loss", header=True)
     assert loss[0].split("\t") == ["epoch", "train_loss", "val_loss"] and len(loss) == 3
+
+
+def plot_rows(workspace: Workspace, name: str, header: bool = False) -> list[str]:
+    rows = (workspace.root / f"stages/train/plots/{name}.tsv").read_text().splitlines()
+    return rows if header else rows[1:]
 
 
 def test_evaluate_scores_at_train_and_full_resolution(workspace):

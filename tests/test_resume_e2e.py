@@ -10,6 +10,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
+import yaml
 from mlflow.tracking import MlflowClient
 from pipeline_workspace import Workspace
 from torch import nn
@@ -43,16 +44,22 @@ def metric_steps(ws: Workspace, run_id: str, key: str) -> list[int]:
     return [m.step for m in MlflowClient(ws.tracking_uri).get_metric_history(run_id, key)]
 
 
-def test_killed_training_resumes_to_the_same_metrics(tmp_path):
-    reference = Workspace(tmp_path / "reference", extra=SLOWER)
-    reference.run("dvc", "repro", "train")
-    killed = Workspace(tmp_path / "killed", extra=SLOWER)
+def killed_after_an_epoch(root: Path) -> Workspace:
+    """A workspace whose `dvc repro train` was SIGKILLed after its first epoch."""
+    killed = Workspace(root, extra=SLOWER)
     killed.run("dvc", "repro", "prepare")
     process = killed.start("dvc", "repro", "train")
     wait_for_first_epoch(killed, process)
     os.killpg(process.pid, signal.SIGKILL)  # the machine dies: nothing gets to clean up
     process.wait()
     assert not (killed.root / "stages/train/metrics.json").exists()
+    return killed
+
+
+def test_killed_training_resumes_to_the_same_metrics(tmp_path):
+    reference = Workspace(tmp_path / "reference", extra=SLOWER)
+    reference.run("dvc", "repro", "train")
+    killed = killed_after_an_epoch(tmp_path / "killed")
 
     resumed = killed.run("dvc", "repro", "train")
     assert "resuming after epoch" in resumed.stdout
@@ -64,6 +71,32 @@ def test_killed_training_resumes_to_the_same_metrics(tmp_path):
     runs = MlflowClient(killed.tracking_uri).search_runs([mlflow_experiment_id(killed)])
     assert len(runs) == 1  # the resumed training continued the same MLflow run
     assert metric_steps(killed, runs[0].info.run_id, "val_dice") == [1, 2, 3, 4]
+
+
+def change_the_data(ws: Workspace) -> str:
+    params = yaml.safe_load((ws.root / "params.yaml").read_text())
+    params["download"]["synthetic"]["width"] = 232
+    (ws.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return "params download.synthetic.width and the prepared data (stages/prepare) changed since"
+
+
+def change_the_code(ws: Workspace) -> str:
+    with open(ws.root / "carvana" / "model" / "losses.py", "a") as losses:
+        losses.write("# an edit\n")
+    return "the train stage's code changed since"
+
+
+@pytest.mark.parametrize("change", [change_the_data, change_the_code])
+def test_a_changed_run_starts_over(tmp_path, change):
+    killed = killed_after_an_epoch(tmp_path / "killed")
+    (abandoned,) = MlflowClient(killed.tracking_uri).search_runs([mlflow_experiment_id(killed)])
+    what = change(killed)
+    rerun = killed.run("dvc", "repro", "train")
+    assert f"train: not resuming the run interrupted after epoch 1: {what}; starting from epoch 1" in rerun.stdout
+    client = MlflowClient(killed.tracking_uri)
+    assert client.get_run(abandoned.info.run_id).info.status == "KILLED"
+    (new,) = [r for r in client.search_runs([mlflow_experiment_id(killed)]) if r.info.run_id != abandoned.info.run_id]
+    assert new.info.status == "FINISHED" and metric_steps(killed, new.info.run_id, "val_dice") == [1, 2, 3, 4]
 
 
 def mlflow_experiment_id(ws: Workspace) -> str:

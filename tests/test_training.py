@@ -1,0 +1,117 @@
+"""The training pieces: the model learns, the schedule has its shape, resume state goes in and comes out whole."""
+
+import numpy as np
+import pytest
+import torch
+
+from carvana.model.checkpoint import load_checkpoint
+from carvana.model.device import Precision
+from carvana.model.losses import bce_dice_loss
+from carvana.model.metrics import per_image_scores
+from carvana.model.unet import UNet
+from carvana.training.augment import eval_transform
+from carvana.training.loader import SegmentationArrays, make_loader, start_epoch
+from carvana.training.loop import Fit, score_val, train_epoch
+from carvana.training.resume import PUBLISHED, Progress
+from carvana.training.schedule import lr_scheduler
+
+
+def boxes(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Photos of a bright box somewhere on a noisy dark background, and its masks."""
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((count, 32, 48), dtype=np.uint8)
+    for mask in masks:
+        top, left = rng.integers(2, 14), rng.integers(2, 24)
+        mask[top : top + rng.integers(8, 16), left : left + rng.integers(10, 22)] = 1
+    photos = masks[..., None] * 150 + rng.integers(0, 90, (count, 32, 48, 3))
+    return photos.astype(np.uint8), masks
+
+
+def fit_for(model: torch.nn.Module, lr: float, epochs: int, steps: int) -> Fit:
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    return Fit(
+        model=model,
+        optimizer=optimizer,
+        scheduler=lr_scheduler(optimizer, "cosine", epochs, steps),
+        scaler=torch.amp.GradScaler("cpu", enabled=False),
+        loss_fn=bce_dice_loss,
+        device=torch.device("cpu"),
+        precision=Precision("cpu", None),
+    )
+
+
+def test_it_learns_a_handful_of_images():
+    torch.manual_seed(0)
+    photos, masks = boxes(8)
+    loader = make_loader(SegmentationArrays(photos, masks, eval_transform(), seed=0), 4, True, 0, False)
+    fit = fit_for(UNet(features=[8, 16, 32]), lr=0.01, epochs=40, steps=len(loader))
+    first = None
+    for epoch in range(1, 41):
+        start_epoch(loader, epoch)
+        loss = train_epoch(fit, loader, epoch)
+        first = first or loss
+    scores, preds = score_val(
+        fit, make_loader(SegmentationArrays(photos, masks, eval_transform(), 0), 4, False, 0, False)
+    )
+    assert loss < first / 4
+    assert scores["dice"] > 0.9
+    dice = per_image_scores(torch.from_numpy(preds), torch.from_numpy(masks))["dice"]
+    assert dice.min() > 0.8
+
+
+def test_cosine_schedule_warms_up_for_an_epoch_then_decays_to_zero():
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    scheduler = lr_scheduler(optimizer, "cosine", epochs=5, steps_per_epoch=10)
+    rates = []
+    for _ in range(50):
+        rates.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    assert rates[:10] == pytest.approx([(step + 1) / 10 for step in range(10)])
+    decay = rates[10:]
+    assert decay[0] == pytest.approx(1.0) and all(a > b for a, b in zip(decay, decay[1:]))
+    assert decay[20] == pytest.approx(0.5) and decay[-1] < 0.01
+
+
+def test_constant_schedule_is_constant():
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.3)
+    scheduler = lr_scheduler(optimizer, "constant", epochs=3, steps_per_epoch=4)
+    for _ in range(12):
+        assert scheduler.get_last_lr() == [0.3]
+        optimizer.step()
+        scheduler.step()
+
+
+def test_progress_resumes_what_it_committed_and_publishes_weights_only(tmp_path):
+    model = UNet(features=[4, 8])
+    fit = fit_for(model, lr=0.01, epochs=3, steps=1)
+    components = {"model": model, "optimizer": fit.optimizer, "scheduler": fit.scheduler, "scaler": fit.scaler}
+    identity = {"params": {"train.lr": 0.01}, "data": "d", "code": "c"}
+    meta = {"model_config": {"in_channels": 3, "out_channels": 1, "features": [4, 8]}, "image_size": [16, 16]}
+    progress = Progress(tmp_path / "slot", identity, {**meta, "params": {"train.lr": 0.01}})
+    photos, masks = boxes(2)
+    loader = make_loader(SegmentationArrays(photos, masks, eval_transform(), 0), 2, True, 0, False)
+    for epoch, dice in ((1, 0.5), (2, 0.4)):
+        train_epoch(fit, loader, epoch)
+        progress.commit({"epoch": epoch, "val_dice": dice}, "run1", components)
+
+    fresh = UNet(features=[4, 8])
+    fresh_fit = fit_for(fresh, lr=0.01, epochs=3, steps=1)
+    resumed = Progress(tmp_path / "slot", identity, meta)
+    said = resumed.resume(
+        {"model": fresh, "optimizer": fresh_fit.optimizer, "scheduler": fresh_fit.scheduler, "scaler": fresh_fit.scaler}
+    )
+    assert said.startswith("resuming after epoch 2")
+    assert (resumed.epoch, resumed.best["epoch"], resumed.run_id, len(resumed.history)) == (2, 1, "run1", 2)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
+    assert fresh_fit.scheduler.last_epoch == fit.scheduler.last_epoch == 2
+
+    out = tmp_path / "checkpoints"
+    out.mkdir()
+    resumed.publish(out)
+    assert set(load_checkpoint(out / "last.pt")) == set(PUBLISHED)
+    assert load_checkpoint(out / "best.pt")["epoch"] == 1
+
+    changed = Progress(tmp_path / "slot", {**identity, "code": "other"}, meta)
+    assert "the train stage's code changed since; starting from epoch 1" in changed.resume(components)
+    assert changed.epoch == 0 and changed.abandoned_run_id == "run1" and not (tmp_path / "slot").exists()
