@@ -124,7 +124,8 @@ def test_logged_model_predicts(workspace):
     mlflow.set_tracking_uri(workspace.tracking_uri)
     model = client.search_logged_models([found[0].info.experiment_id])[0]
     loaded = mlflow.pytorch.load_model(model.model_uri)
-    assert loaded(torch.zeros(1, 3, 32, 48)).shape == (1, 1, 32, 48)
+    for batch in (1, 3):
+        assert loaded(torch.zeros(batch, 3, 32, 48)).shape == (batch, 1, 32, 48)
 
 
 def test_model_is_registered_and_the_champion_loads(workspace):

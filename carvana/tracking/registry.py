@@ -19,8 +19,12 @@ PACKAGE = Path(__file__).resolve().parents[1]  # shipped with logged models so t
 
 def log_model(model: nn.Module, size: tuple[int, int]) -> None:
     """`model` (in eval mode) as an MLflow PyTorch model of the active run, with a signature from a real input
-    example, registered as a new version of MODEL_NAME."""
-    example = np.zeros((1, 3, *size), dtype=np.float32)
+    example, registered as a new version of MODEL_NAME.
+
+    MLflow saves it with torch.export, which fixes every dimension of size 1 in the example: a batch of two
+    keeps the batch size free.
+    """
+    example = np.zeros((2, 3, *size), dtype=np.float32)
     device = next(model.parameters()).device
     with torch.no_grad():
         output = model(torch.from_numpy(example).to(device)).cpu().numpy()
