@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-COPIED = ["carvana", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvc/config", ".dvcignore", ".gitignore"]
+COPIED = ["carvana", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvc/config", ".dvcignore", ".gitignore", "data.dvc"]
 
 TINY_PARAMS = {
     "download": {"synthetic": {"cars": 4, "width": 240, "height": 160}},
@@ -62,6 +62,9 @@ class Workspace:
             GIT_COMMITTER_EMAIL="tests@carvana.invalid",
         )
         self.run("git", "init", "-q", "-b", "main")
+        (root / "data").mkdir()  # the committed data.dvc's empty template, as `make data` re-creates it
+        (root / "data" / ".keep").touch()
+        self.run("dvc", "add", "-q", "data")
         self.run("git", "add", "-A")
         self.run("git", "commit", "-q", "-m", "tiny pipeline")
 
