@@ -12,7 +12,13 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e ".[test]"
+	$(BIN)/pip install -q -c constraints.txt -e .
+	touch $@
+
+# An optional dependency group (pyproject.toml) on top, for the targets that use it: `make $(VENV)/.extra-s3`
+# for an S3 remote.
+$(VENV)/.extra-%: $(VENV)/.installed
+	$(BIN)/pip install -q -c constraints.txt -e ".[$*]"
 	touch $@
 
 # data/ holds a team's own dataset, tracked by data.dvc and shared through the DVC remote (README, "Sharing").
@@ -28,7 +34,7 @@ data: setup
 run: setup data
 	$(BIN)/dvc repro
 
-test: setup
+test: $(VENV)/.extra-test
 	$(BIN)/pytest
 
 ui: setup
