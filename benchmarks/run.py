@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import inference, input_pipeline, preparation, training
+from benchmarks import inference, input_pipeline, preparation, processes, training
 from benchmarks.dataset import default_data, photo_size, pick_ids, prepared_arrays
 from benchmarks.recipes import recipes
 from benchmarks.report import LEGEND, machine, table
@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> None:
             input_pipeline.measure(default, root, ids, prepared_arrays(root, ids, default.size, work), *timing),
             training.measure(default, prepared_arrays(root, ids, default.size, work), *timing),
             training.measure(seed, prepared_arrays(root, ids, seed.size, work), *timing),
+            processes.measure(default, prepared_arrays(root, ids, default.size, work), work, *timing),
             inference.measure(default, root, ids, work, *timing),
         ]
 

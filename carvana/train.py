@@ -1,14 +1,21 @@
 """Stage train: fit the U-Net on the train cars, score it on the val cars after every epoch.
 
 Writes stages/train/{checkpoints/{best,last}.pt, metrics.json, plots/*.tsv, mlflow_run.json} and records
-params, per-epoch metrics, prediction panels, checkpoints and the model in one MLflow run.
+params, per-epoch metrics, prediction panels, checkpoints and the model in one MLflow run. With
+`train.processes` > 1 it runs under torchrun: every process trains its share of each batch, and process 0 alone
+scores, tracks, prints and writes while the others wait.
 """
 
+import argparse
+from contextlib import nullcontext
+from dataclasses import replace
 from typing import Any
 
 import mlflow
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from carvana.core.atomic import atomic_dir, write_json
 from carvana.core.errors import CarvanaError, run_main
@@ -22,6 +29,7 @@ from carvana.model.losses import LOSSES
 from carvana.model.unet import UNet, count_parameters
 from carvana.tracking import registry
 from carvana.tracking.runs import end_abandoned, training_run
+from carvana.training import distributed
 from carvana.training.augment import eval_transform, train_transform
 from carvana.training.loader import SegmentationArrays, make_loader, start_epoch
 from carvana.training.loop import Fit, score_val, train_epoch
@@ -34,9 +42,38 @@ PLOTS = {"loss": ("train_loss", "val_loss"), "dice": ("val_dice",), "iou": ("val
 def main() -> None:
     keep_freed_memory()
     params = load_params()
+    processes = launch_processes(params)
+    if processes > 1 and not distributed.under_torchrun():
+        distributed.relaunch(processes, "carvana.train")
+    device = resolve_device(params.train.device)
+    ranks = distributed.start(device.type)
+    try:
+        train(
+            params,
+            torch.device("cuda", ranks.local_rank) if ranks.world > 1 and device.type == "cuda" else device,
+            ranks,
+        )
+    finally:
+        distributed.stop()
+
+
+def launch_processes(params: Params) -> int:
+    """`--processes N`, as dvc.yaml passes `train.processes` to the command."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--processes", type=int, default=params.train.processes)
+    processes = parser.parse_args().processes
+    if processes != params.train.processes:
+        raise CarvanaError(
+            f"--processes is {processes} but params.yaml has `train.processes: {params.train.processes}`; "
+            f"set the param instead (`dvc exp run -S train.processes={processes}`)"
+        )
+    return processes
+
+
+def train(params: Params, device: torch.device, ranks: distributed.Ranks) -> None:
     cfg = params.train
+    say = print if ranks.main else lambda *args: None
     torch.manual_seed(params.seed)
-    device = resolve_device(cfg.device)
     precision = Precision.choose(device, cfg.amp)
     torch.backends.cudnn.benchmark = device.type == "cuda"
 
@@ -49,15 +86,17 @@ def main() -> None:
     train_set = SegmentationArrays(train_split.images, train_split.masks, train_transform(cfg.augment), params.seed)
     val_set = SegmentationArrays(val_split.images, val_split.masks, eval_transform(), params.seed)
     loader_args = dict(batch_size=cfg.batch_size, workers=cfg.num_workers, pin_memory=device.type == "cuda")
-    train_loader = make_loader(train_set, training=True, **loader_args)
+    train_loader = make_loader(train_set, training=True, rank=ranks.rank, world=ranks.world, **loader_args)
     val_loader = make_loader(val_set, training=False, **loader_args)
 
     size = train_split.images.shape[1:3]
     model_config = {"in_channels": 3, "out_channels": 1, "features": list(cfg.model.features)}
     model = UNet(**model_config).to(device, memory_format=memory_format(device))
+    if ranks.world > 1 and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # the CPU has none: BatchNorm stays per process
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     fit = Fit(
-        model=torch.compile(model) if cfg.compile else model,
+        model=torch.compile(model) if cfg.compile else model,  # shares its weights with `model`
         optimizer=optimizer,
         scheduler=lr_scheduler(optimizer, cfg.lr_schedule, cfg.epochs, len(train_loader)),
         scaler=torch.amp.GradScaler(device.type, enabled=precision.needs_scaler),
@@ -65,41 +104,56 @@ def main() -> None:
         device=device,
         precision=precision,
     )
-    print(
+    val_fit = fit  # process 0 scores alone: through the plain module, which starts no collective operations
+    if ranks.world > 1:
+        fit = replace(
+            fit,
+            model=DistributedDataParallel(fit.model, device_ids=[device.index] if device.index is not None else None),
+        )
+    say(
         f"train: {len(train_set)} train / {len(val_set)} val images at {size[0]}x{size[1]}, "
         f"{count_parameters(model):,} parameters, {device}, {precision.dtype or torch.float32}"
+        + (f", {ranks.world} processes" if ranks.world > 1 else "")
     )
 
     logged = logged_params(params)
-    meta = {"model_config": model_config, "image_size": list(size), "params": logged}
-    progress = Progress(slot(), fingerprint(logged), meta)
     components = {"model": model, "optimizer": optimizer, "scheduler": fit.scheduler, "scaler": fit.scaler}
-    print(f"train: {progress.resume(components)}")
-    if progress.abandoned_run_id:
-        end_abandoned(progress.abandoned_run_id)
+    progress = resume(
+        logged, {"model_config": model_config, "image_size": list(size), "params": logged}, components, ranks
+    )
 
-    with training_run(logged, progress.run_id) as run:
+    with training_run(logged, progress.run_id) if ranks.main else nullcontext() as run:
         for epoch in range(progress.epoch + 1, cfg.epochs + 1):
             start_epoch(train_loader, epoch)
             train_loss = train_epoch(fit, train_loader, epoch)
-            val_scores, val_preds = score_val(fit, val_loader)
-            row = {"epoch": epoch, "train_loss": train_loss, **{f"val_{k}": v for k, v in val_scores.items()}}
-            mlflow.log_metrics(
-                {k: v for k, v in row.items() if k != "epoch"} | {"lr": fit.scheduler.get_last_lr()[0]}, step=epoch
-            )
-            log_panels(val_set, val_preds, cfg.panels_per_epoch, epoch)
-            # committed after its MLflow logging, so a resume never skips a logged epoch
-            progress.commit(row, run.info.run_id, components)
-            print(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"))
+            if ranks.main:
+                val_scores, val_preds = score_val(val_fit, val_loader)
+                row = {"epoch": epoch, "train_loss": train_loss, **{f"val_{k}": v for k, v in val_scores.items()}}
+                log_epoch(row, fit.scheduler.get_last_lr()[0], val_set, val_preds, cfg.panels_per_epoch)
+                progress.commit(row, run.info.run_id, components)  # after its logging: a resume never skips one
+                say(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"))
+            distributed.barrier()
+        if ranks.main:
+            publish(progress, run, size, device)
+    if ranks.main:
+        progress.discard()
+    distributed.barrier()
 
-        with atomic_dir(checkpoint_path().parent) as checkpoints:
-            progress.publish(checkpoints)
-        mlflow.log_artifacts(str(checkpoint_path().parent), artifact_path="checkpoints")
-        write_outputs(progress.history, progress.best)
-        write_run_file(run.info.run_id, run.info.experiment_id)
-        best = checkpoint_path("best.pt")
-        registry.log_model(build_model(load_checkpoint(best), best, device), size)
-    progress.discard()
+
+def resume(
+    logged: dict[str, Any], meta: dict[str, Any], components: dict[str, Any], ranks: distributed.Ranks
+) -> Progress:
+    """Process 0 decides whether the saved state is this run's and says so; every process then holds it."""
+    progress = None
+    if ranks.main:
+        progress = Progress(slot(), fingerprint(logged), meta)
+        print(f"train: {progress.resume(components)}")
+        if progress.abandoned_run_id:
+            end_abandoned(progress.abandoned_run_id)
+    progress = distributed.from_main(progress)
+    if not ranks.main and progress.epoch:
+        progress.load(components)
+    return progress
 
 
 def logged_params(params: Params) -> dict[str, Any]:
@@ -110,24 +164,36 @@ def logged_params(params: Params) -> dict[str, Any]:
     return {"seed": params.seed} | flat | size
 
 
-def log_panels(val_set: SegmentationArrays, preds: np.ndarray, count: int, epoch: int) -> None:
-    if count:
-        picks = np.linspace(0, len(val_set) - 1, min(count, len(val_set))).round().astype(int)
+def log_epoch(
+    row: dict[str, float], lr: float, val_set: SegmentationArrays, preds: np.ndarray, panels_count: int
+) -> None:
+    epoch = int(row["epoch"])
+    mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"} | {"lr": lr}, step=epoch)
+    if panels_count:
+        picks = np.linspace(0, len(val_set) - 1, min(panels_count, len(val_set))).round().astype(int)
         grid = panels(val_set.images[picks], val_set.masks[picks], preds[picks])
         mlflow.log_image(grid, key="val_panels", step=epoch)
 
 
-def write_outputs(history: list[dict[str, float]], best: dict[str, float]) -> None:
+def publish(progress: Progress, run: mlflow.ActiveRun, size: tuple[int, int], device: torch.device) -> None:
+    """The finished training's checkpoints, metrics and plots into stages/train/, and into its MLflow run."""
+    with atomic_dir(checkpoint_path().parent) as checkpoints:
+        progress.publish(checkpoints)
+    mlflow.log_artifacts(str(checkpoint_path().parent), artifact_path="checkpoints")
     out = stage_dir("train")
+    best = progress.best
     write_json(
         out / "metrics.json", {"best_epoch": int(best["epoch"])} | {k: v for k, v in best.items() if k != "epoch"}
     )
     with atomic_dir(out / "plots") as plots:
         for name, columns in PLOTS.items():
             lines = ["\t".join(("epoch", *columns))]
-            lines += ["\t".join([str(int(r["epoch"])), *(f"{r[c]:.6f}" for c in columns)]) for r in history]
+            lines += ["\t".join([str(int(r["epoch"])), *(f"{r[c]:.6f}" for c in columns)]) for r in progress.history]
             (plots / f"{name}.tsv").write_text("\n".join(lines) + "\n")
     mlflow.log_metrics({f"best_{k}": v for k, v in best.items() if k != "epoch"})
+    write_run_file(run.info.run_id, run.info.experiment_id)
+    best_path = checkpoint_path("best.pt")
+    registry.log_model(build_model(load_checkpoint(best_path), best_path, device), size)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ ROWS = (
     "input pipeline:",
     "training: end to end vs model-only (default ",
     "training: end to end vs model-only (seed ",
+    "training: 2 torchrun processes vs 1",
     "inference: render_masks",
 )
 

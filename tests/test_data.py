@@ -48,12 +48,28 @@ def test_epochs_and_seeds_differ_in_order_and_augmentation(arrays):
     assert not same(epoch_batches(one, 1), epoch_batches(loader(arrays, seed=6), 1))
 
 
-def test_each_image_once_per_epoch(arrays):
+def test_training_takes_full_batches_each_image_at_most_once(arrays):
     start_epoch(train := loader(arrays), 4)
     keys = list(train.sampler)
+    indices = [index for _, index in keys]
     assert {epoch for epoch, _ in keys} == {4}
-    assert sorted(index for _, index in keys) == list(range(len(arrays[0])))
-    assert [index for _, index in keys] != list(range(len(arrays[0])))  # shuffled
+    assert len(indices) == len(set(indices)) == 8  # 10 images in batches of 4: the last 2 wait for another epoch
+    assert indices != sorted(indices)  # shuffled
+    assert [len(images) for images, _ in train] == [4, 4]
+
+
+def test_processes_share_each_global_batch(arrays):
+    """Two processes, each with half of every batch, see exactly the batches one process sees."""
+    dataset = SegmentationArrays(*arrays, eval_transform(), 5)
+    one = make_loader(dataset, 4, True, 0, pin_memory=False)
+    halves = [make_loader(dataset, 4, True, 0, pin_memory=False, rank=rank, world=2) for rank in (0, 1)]
+    for epoch in (1, 2):
+        for part in (one, *halves):
+            start_epoch(part, epoch)
+        for (images, masks), (images0, masks0), (images1, masks1) in zip(one, *halves, strict=True):
+            assert torch.equal(images, torch.cat([images0, images1])) and torch.equal(
+                masks, torch.cat([masks0, masks1])
+            )
 
 
 def test_validation_comes_in_order_and_unaugmented(arrays):

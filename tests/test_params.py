@@ -66,7 +66,7 @@ def test_bad_params_name_the_key(repo_params, tmp_path, edit, message):
     "features, size, batch, message",
     [
         ([4] * 6, (32, 48), 8, "has 6 levels, but a 32x48 image is halved to nothing after 5; use at most 5"),
-        ([4] * 5, (32, 48), 1, "`train.batch_size` is 1 and `train.model.features` halves a 32x48 image to 1x1"),
+        ([4] * 5, (32, 48), 1, "a batch of 1 per process, and `train.model.features` halves a 32x48 image to 1x1"),
     ],
 )
 def test_model_depth_must_fit_the_image(repo_params, tmp_path, features, size, batch, message):

@@ -53,7 +53,9 @@ class DownloadParams(Group):
 
 
 class SplitValParams(Group):
-    val_fraction: Float = Field(gt=0, lt=1, description="share of cars held out for validation, rounded, at least one car")
+    val_fraction: Float = Field(
+        gt=0, lt=1, description="share of cars held out for validation, rounded, at least one car"
+    )
     val_cars: int | None = Field(ge=1, description="an exact number of held-out cars; overrides val_fraction")
 
 
@@ -80,7 +82,8 @@ class AugmentParams(Group):
 class TrainParams(Group):
     device: str = Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N")
     epochs: int = Field(ge=1)
-    batch_size: int = Field(ge=1, description="images per optimizer step")
+    batch_size: int = Field(ge=1, description="images per optimizer step, over all processes")
+    processes: int = Field(ge=1, description="training processes (torchrun); each takes batch_size / processes")
     lr: Float = Field(gt=0, le=1, description="Adam's learning rate")
     lr_schedule: Literal["constant", "cosine"]
     num_workers: int = Field(ge=0, description="DataLoader worker processes")
@@ -116,7 +119,13 @@ class Params(Group):
     @model_validator(mode="after")
     def _model_fits_the_image(self) -> "Params":
         size = (self.prepare.image_height, self.prepare.image_width)
-        check_model_fits(self.train.model.features, size, self.train.batch_size)
+        train = self.train
+        if train.batch_size % train.processes:
+            raise CarvanaError(
+                f"params: `train.batch_size` {train.batch_size} does not split evenly over `train.processes` "
+                f"{train.processes}; make it a multiple of {train.processes}"
+            )
+        check_model_fits(train.model.features, size, train.batch_size // train.processes)
         return self
 
 
@@ -134,8 +143,8 @@ def check_model_fits(features: list[int], size: tuple[int, int], batch_size: int
         )
     if batch_size * height * width == 1:
         raise CarvanaError(
-            f"params: `train.batch_size` is 1 and `train.model.features` halves a {size[0]}x{size[1]} image to "
-            "1x1, so BatchNorm sees one value per channel; use a batch of 2 or more, or one level fewer"
+            f"params: a batch of 1 per process, and `train.model.features` halves a {size[0]}x{size[1]} image to "
+            "1x1, so BatchNorm sees one value per channel; use 2 or more images per process, or one level fewer"
         )
 
 

@@ -1,5 +1,7 @@
 """The one MLflow run per trained model: train opens it, evaluate and render_masks continue it."""
 
+import atexit
+import contextlib
 import os
 import subprocess
 from collections.abc import Iterator
@@ -11,7 +13,7 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from carvana.core.interrupts import Interrupted
+from carvana.core.interrupts import Interrupted, deferred
 from carvana.core.paths import workspace_root
 from carvana.tracking.store import setup
 
@@ -71,20 +73,31 @@ def continue_run(run_id: str, stage: str) -> Iterator[Run]:
 
 @contextmanager
 def active_run(**start_run_args: Any) -> Iterator[Run]:
-    """mlflow.start_run that ends the run KILLED, not FAILED, when the stage is stopped by a signal."""
+    """mlflow.start_run that ends the run KILLED when the stage is stopped by a signal and FAILED on an error.
+
+    A stop signal can also land while the run is being ended (under torchrun, a failing process gets stopped as it
+    fails), cutting that short: then the run is ended as the process exits.
+    """
     with mlflow.start_run(**start_run_args) as run:
+        atexit.register(end_if_running, run.info.run_id)
         try:
             yield run
-        except Interrupted:
-            mlflow.end_run("KILLED")
+        except BaseException as error:
+            with deferred():
+                mlflow.end_run("KILLED" if isinstance(error, Interrupted) else "FAILED")
             raise
+
+
+def end_if_running(run_id: str) -> None:
+    with contextlib.suppress(Exception):
+        if mlflow.get_run(run_id).info.status == "RUNNING":
+            MlflowClient().set_terminated(run_id, "KILLED")
 
 
 def end_abandoned(run_id: str) -> None:
     """Mark the run of an interrupted training that will never be resumed as KILLED, if it still says RUNNING."""
     setup()
-    if run_exists(run_id) and mlflow.get_run(run_id).info.status == "RUNNING":
-        MlflowClient().set_terminated(run_id, "KILLED")
+    end_if_running(run_id)
 
 
 def run_exists(run_id: str) -> bool:

@@ -40,26 +40,35 @@ def derived_seed(*keys: int) -> int:
 
 
 class EpochSampler(Sampler[Key]):
-    """Every index once per epoch, as (epoch, index) keys; shuffled from (seed, epoch) when asked."""
+    """(epoch, index) keys for one epoch. Validation: every index, in order. Training: shuffled from
+    (seed, epoch), cut into full global batches of `global_batch` (the last incomplete one is skipped: a batch of
+    one breaks BatchNorm), and of each global batch this process's share (rank `rank` of `world` processes, each
+    taking global_batch / world consecutive samples). So every process count sees the same global batches."""
 
-    def __init__(self, size: int, shuffle: bool, seed: int) -> None:
+    def __init__(self, size: int, seed: int, global_batch: int | None = None, rank: int = 0, world: int = 1) -> None:
         self.size = size
-        self.shuffle = shuffle
         self.seed = seed
+        self.global_batch = global_batch
+        self.rank = rank
+        self.world = world
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.size
+        if self.global_batch is None:
+            return self.size
+        return self.size // self.global_batch * (self.global_batch // self.world)
 
     def __iter__(self) -> Iterator[Key]:
-        order = range(self.size)
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(derived_seed(self.seed, SHUFFLE, self.epoch))
-            order = torch.randperm(self.size, generator=generator).tolist()
-        return ((self.epoch, index) for index in order)
+        if self.global_batch is None:
+            return ((self.epoch, index) for index in range(self.size))
+        generator = torch.Generator().manual_seed(derived_seed(self.seed, SHUFFLE, self.epoch))
+        order = torch.randperm(self.size, generator=generator).tolist()
+        share = self.global_batch // self.world
+        starts = range(0, self.size - self.global_batch + 1, self.global_batch)
+        return ((self.epoch, index) for start in starts for index in order[start + self.rank * share :][:share])
 
 
 def start_epoch(loader: DataLoader, epoch: int) -> None:
@@ -68,15 +77,21 @@ def start_epoch(loader: DataLoader, epoch: int) -> None:
 
 
 def make_loader(
-    dataset: SegmentationArrays, batch_size: int, training: bool, workers: int, pin_memory: bool
+    dataset: SegmentationArrays,
+    batch_size: int,
+    training: bool,
+    workers: int,
+    pin_memory: bool,
+    rank: int = 0,
+    world: int = 1,
 ) -> DataLoader:
-    """Training: shuffled, and without the last incomplete batch (a batch of one breaks BatchNorm, and small
-    last batches make the steps uneven). Validation: every image, in order."""
+    """Training: this process's share of shuffled full batches of `batch_size` (see EpochSampler).
+    Validation: every image, in order, in batches of `batch_size`."""
+    sampler = EpochSampler(len(dataset), dataset.seed, batch_size if training else None, rank, world)
     return DataLoader(
         dataset,
-        batch_size=batch_size,
-        sampler=EpochSampler(len(dataset), training, dataset.seed),
-        drop_last=training,
+        batch_size=batch_size // world if training else batch_size,
+        sampler=sampler,
         num_workers=workers,
         # the workers' base seed comes from here, not from the global RNG (samples are seeded by their key)
         generator=torch.Generator().manual_seed(dataset.seed),

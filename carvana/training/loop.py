@@ -17,13 +17,14 @@ from carvana.core.errors import CarvanaError
 from carvana.model.device import Precision, memory_format
 from carvana.model.losses import Loss
 from carvana.model.metrics import ScoreAccumulator
+from carvana.training import distributed
 
 
 @dataclass
 class Fit:
     """The model being trained and what a step does to it."""
 
-    model: nn.Module  # the module steps run through (possibly compiled); shares its weights with the saved one
+    model: nn.Module  # the module steps run through (compiled, DDP-wrapped); shares its weights with the saved one
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
@@ -51,7 +52,7 @@ def train_epoch(fit: Fit, loader: DataLoader, epoch: int) -> float:
         fit.scheduler.step()
         total += loss.detach() * len(images)
         count += len(images)
-    mean = (total / count).item()
+    mean = distributed.mean(total / count).item()  # every process holds as many samples: the mean of means
     if not math.isfinite(mean):
         raise CarvanaError(f"train: loss became {mean} at epoch {epoch}; lower `train.lr` and re-run")
     return mean

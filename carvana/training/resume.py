@@ -54,6 +54,11 @@ def changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     return found
 
 
+def restore(state: dict[str, Any], components: dict[str, Stateful]) -> None:
+    for name, component in components.items():
+        component.load_state_dict(state[name])
+
+
 def slot() -> Path:
     name = "workspace" if workspace_root() == project_root() else f"exp-{os.environ.get('DVC_EXP_NAME', 'temp')}"
     return project_root() / ".dvc" / "tmp" / "carvana-resume" / name
@@ -90,15 +95,15 @@ class Progress:
                 f"not resuming the run interrupted after epoch {state['epoch']}: {' and '.join(changed)} changed "
                 "since; starting from epoch 1"
             )
-        for name, component in components.items():
-            component.load_state_dict(state[name])
+        restore(state, components)
         self.epoch, self.history, self.best, self.run_id = (
-            state["epoch"],
-            state["history"],
-            state["best"],
-            state["run_id"],
+            state[key] for key in ("epoch", "history", "best", "run_id")
         )
         return f"resuming after epoch {self.epoch} (state in {self.folder})"
+
+    def load(self, components: dict[str, Stateful]) -> None:
+        """The saved state into `components`, unchecked: for the other processes of a run process 0 resumed."""
+        restore(load_checkpoint(self.folder / "last.pt"), components)
 
     def commit(self, row: dict[str, float], run_id: str, components: dict[str, Stateful]) -> None:
         """Record a completed epoch. last.pt is written last: it is what a resume starts from."""

@@ -1,0 +1,95 @@
+"""Training across processes: `torchrun` + DistributedDataParallel (gloo on the CPU, NCCL on CUDA).
+
+`python -m carvana.train --processes N` with N > 1 replaces itself with
+`torchrun --standalone --nproc-per-node N -m carvana.train`; torchrun then starts N copies, each told its rank
+through the environment. Rank 0 alone tracks, prints and writes; the others train their share of every batch.
+"""
+
+import ctypes
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+@dataclass(frozen=True)
+class Ranks:
+    rank: int = 0
+    local_rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def under_torchrun() -> bool:
+    return "LOCAL_RANK" in os.environ
+
+
+def relaunch(processes: int, module: str) -> None:
+    """Become `torchrun --standalone --nproc-per-node <processes> -m <module> <this command's arguments>`
+    (the same process: signals sent to it reach torchrun, which passes them on)."""
+    env = dict(os.environ)
+    # torchrun would set 1 thread per process and warn about it; on the CPU the cores are shared out instead
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
+    command = ["torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", "-m", module, *sys.argv[1:]]
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, "-m", *command], env)
+
+
+def start(device_type: str) -> Ranks:
+    """Join the process group torchrun set up (a no-op for a single process)."""
+    if not under_torchrun():
+        return Ranks()
+    stop_with_launcher()
+    ranks = Ranks(int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"]))
+    if device_type == "cuda":
+        torch.cuda.set_device(ranks.local_rank)
+    dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+    return ranks
+
+
+def stop_with_launcher() -> None:
+    """torchrun starts each process in a session of its own: a launcher killed outright (SIGKILL, a dying DVC)
+    cannot stop them, and they would train on, writing outputs nobody waits for. On Linux the kernel sends
+    them SIGTERM when the launcher dies instead, which ends them like Ctrl-C (run KILLED, state kept)."""
+    if not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL("libc.so.6").prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # the launcher died before the request was in place
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def stop() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def mean(value: torch.Tensor) -> torch.Tensor:
+    """The mean of `value` over all processes (every process gets it)."""
+    if dist.is_initialized():
+        value = value.clone()
+        dist.all_reduce(value)  # a sum: gloo has no average
+        value /= dist.get_world_size()
+    return value
+
+
+def from_main(value: Any) -> Any:
+    """Rank 0's `value`, on every process."""
+    if not dist.is_initialized():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -1,0 +1,119 @@
+"""Training across 2 processes (torchrun, DDP with gloo on the CPU) through the real `dvc exp run`.
+
+Tolerance against one process with the same global batch: on the CPU there is no SyncBatchNorm, so BatchNorm
+normalises each process's half batch on its own; everything else (data, order, augmentation, initial weights,
+averaged gradients) is the same. The train loss of every epoch stays within 2 % and the final val dice within 0.02.
+"""
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from pipeline_workspace import Workspace
+from test_resume_e2e import mlflow_experiment_id, resume_checkpoints, wait_for_first_epoch
+
+pytestmark = pytest.mark.e2e
+
+LEARNING = {"train": {"epochs": 6, "lr": 0.005}}
+SLOWER = {"prepare": {"image_height": 64, "image_width": 96}, "train": {"epochs": 4, "batch_size": 4}}
+
+
+def metrics_by_run(ws: Workspace) -> dict[str, dict]:
+    client = MlflowClient(ws.tracking_uri)
+    return {run.info.run_name: run for run in client.search_runs([mlflow_experiment_id(ws)])}
+
+
+def history(ws: Workspace, run_id: str, key: str) -> list[float]:
+    return [
+        m.value for m in sorted(MlflowClient(ws.tracking_uri).get_metric_history(run_id, key), key=lambda m: m.step)
+    ]
+
+
+def test_two_processes_train_like_one(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws", extra=LEARNING)
+    ws.run("dvc", "repro", "train")
+    result = ws.run("dvc", "exp", "run", "-n", "two", "-S", "train.processes=2", "train")
+    assert "2 processes" in result.stdout and result.stdout.count("epoch 6:") == 1  # only process 0 speaks
+    runs = metrics_by_run(ws)
+    assert len(runs) == 2  # one MLflow run per training, whatever its process count
+    two = runs["two"]
+    one = next(run for name, run in runs.items() if name != "two")
+    assert two.info.status == "FINISHED" and two.data.params["train.processes"] == "2"
+    losses_one, losses_two = (history(ws, run.info.run_id, "train_loss") for run in (one, two))
+    print({"one process": losses_one, "two processes": losses_two})
+    assert len(losses_two) == 6
+    assert losses_two == pytest.approx(losses_one, rel=0.02)
+    assert two.data.metrics["val_dice"] == pytest.approx(one.data.metrics["val_dice"], abs=0.02)
+    assert two.data.metrics["val_dice"] > 0.8  # both learned
+
+
+def test_two_processes_resume_after_a_kill(tmp_path: Path) -> None:
+    extra = {**SLOWER, "train": {**SLOWER["train"], "processes": 2}}
+    reference = Workspace(tmp_path / "reference", extra=extra)
+    reference.run("dvc", "repro", "train")
+    killed = Workspace(tmp_path / "killed", extra=extra)
+    killed.run("dvc", "repro", "prepare")
+    process = killed.start("dvc", "repro", "train")
+    wait_for_first_epoch(killed, process)
+    os.killpg(process.pid, signal.SIGKILL)  # DVC and torchrun die at once; the kernel stops the trainers
+    process.wait()
+    wait_until_gone(killed)
+    resumed = killed.run("dvc", "repro", "train")
+    assert "resuming after epoch" in resumed.stdout
+    assert killed.json("stages/train/metrics.json") == reference.json("stages/train/metrics.json")
+    (run,) = metrics_by_run(killed).values()
+    assert [m.step for m in MlflowClient(killed.tracking_uri).get_metric_history(run.info.run_id, "val_dice")] == [
+        1,
+        2,
+        3,
+        4,
+    ]
+
+
+def worker_pids(ws: Workspace) -> dict[int, int]:
+    """rank -> pid of the training processes torchrun started in this workspace (in sessions of their own)."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit() or (proc / "cwd").resolve() != ws.root.resolve():
+                continue
+            raw = (proc / "environ").read_bytes().decode()
+        except OSError:
+            continue
+        environ = dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+        if "LOCAL_RANK" in environ:
+            found[int(environ["RANK"])] = int(proc.name)
+    return found
+
+
+def wait_until_gone(ws: Workspace, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while worker_pids(ws):
+        assert time.monotonic() < deadline, f"training processes left running: {worker_pids(ws)}"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM to the group", "SIGKILL to rank 1"])
+def test_stopping_any_process_ends_the_stage_and_its_run(tmp_path: Path, stop: str) -> None:
+    ws = Workspace(tmp_path / "ws", extra={**SLOWER, "train": {**SLOWER["train"], "processes": 2}})
+    ws.run("dvc", "repro", "prepare")
+    process = ws.start("dvc", "repro", "train")
+    wait_for_first_epoch(ws, process)
+    if stop == "SIGTERM to the group":
+        os.killpg(process.pid, signal.SIGTERM)
+    else:
+        os.kill(worker_pids(ws)[1], signal.SIGKILL)  # a crash of one process only
+    start = time.monotonic()
+    stdout, stderr = process.communicate(timeout=120)
+    print(stdout[-2000:], stderr[-3000:])
+    assert process.returncode != 0 and time.monotonic() - start < 60  # no process waits forever for another
+    if stop == "SIGKILL to rank 1":
+        assert "rank      : 1" in stdout + stderr and "Signal 9 (SIGKILL)" in stdout + stderr
+    (run,) = metrics_by_run(ws).values()
+    # SIGTERM: KILLED. A crashed peer: process 0 is told by torchrun (KILLED) or by gloo's broken link (FAILED).
+    assert run.info.status == "KILLED" if stop.startswith("SIGTERM") else run.info.status in ("KILLED", "FAILED"), run.info
+    assert resume_checkpoints(ws)  # the completed epoch is kept for a resume
+    wait_until_gone(ws)
