@@ -47,6 +47,10 @@ def main() -> None:
         distributed.relaunch(processes, "carvana.train")
     device = resolve_device(params.train.device)
     ranks = distributed.start(device.type)
+    if ranks.world != processes:
+        raise CarvanaError(
+            f"torchrun started {ranks.world} processes but `train.processes` is {processes}; make them agree"
+        )
     try:
         train(
             params,
