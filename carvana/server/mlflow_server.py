@@ -13,8 +13,8 @@ from carvana.core.errors import CarvanaError
 from carvana.server.processes import HOST, local_url, stop_group, wait_for_http
 
 START_TIMEOUT = 180  # the first start creates MLflow's tables: a minute on a busy 2-core machine
-DEFAULTS = {
-    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # the GenAI job runner: more processes, unused by this project
+SERVER_ENV = {
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # the GenAI job runner: 7 more processes, unused here
     "MLFLOW_DISABLE_TELEMETRY": "true",  # nothing leaves the machine
 }
 
@@ -43,7 +43,7 @@ def running(
     The password reaches the database driver as PGPASSWORD: never on a command line, which every local user
     can read.
     """
-    env = {**DEFAULTS, **os.environ, "PGPASSWORD": password}
+    env = {**SERVER_ENV, **os.environ, "PGPASSWORD": password}
     with log.open("a") as output:
         server = subprocess.Popen(
             command(database, artifacts, port, workers),
