@@ -172,8 +172,11 @@ def run_id(clone: Workspace) -> str:
 
 def test_both_clones_track_into_the_server(clones: tuple[Workspace, Workspace], client: MlflowClient) -> None:
     runs = runs_of(client)
-    print("runs on the server:", [(run.info.run_name, run.info.run_id, run.info.status) for run in runs])
     assert [run.info.run_id for run in runs] == [run_id(clone) for clone in clones]
+    for clone in clones:  # what a teammate's shell sees, with the export the server printed
+        listed = clone.run("mlflow", "runs", "list", "--experiment-id", runs[0].info.experiment_id).stdout
+        print(f"`mlflow runs list` in {clone.root.name}:\n{listed}")
+        assert all(run.info.run_id in listed for run in runs)
     first, second = runs
     assert first.data.params["train.lr"] == "0.001"
     assert second.data.params["train.lr"] == "0.003" and second.data.tags["dvc.exp_name"] == "lr-3e-3"

@@ -12,7 +12,7 @@ from pathlib import Path
 from carvana.core.errors import CarvanaError
 from carvana.server.processes import HOST, local_url, stop_group, wait_for_http
 
-START_TIMEOUT = 180  # the first start creates MLflow's tables: a minute on a busy 2-core machine
+START_TIMEOUT = 180  # the first start creates MLflow's tables: seconds, but minutes on a loaded machine
 SERVER_ENV = {
     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # the GenAI job runner: 7 more processes, unused here
     "MLFLOW_DISABLE_TELEMETRY": "true",  # nothing leaves the machine
