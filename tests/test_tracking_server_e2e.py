@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 from pipeline_workspace import Workspace
 
 from carvana.server import postgres
-from carvana.server.processes import HOST, free_port
+from carvana.server.processes import HOST, free_port, local_url
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(postgres.find() is None, reason=postgres.INSTALL_HINT)]
 
@@ -43,7 +43,7 @@ class TrackingServer:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.ports = (free_port(), free_port())  # MLflow's, PostgreSQL's: the same again after a restart
-        self.url = f"http://{HOST}:{self.ports[0]}"
+        self.url = local_url(self.ports[0])
         self.starts = 0
         self.process: subprocess.Popen | None = None
 
