@@ -1,4 +1,5 @@
-# One command to set up and run the pipeline (`make run`), one to set up and run the tests (`make test`).
+# One command to set up and run the pipeline (`make run`), one to set up and run the tests (`make test`), one for
+# the team's tracking server (`make server`).
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(CURDIR)/$(VENV)/bin
@@ -6,7 +7,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: setup data run test ui
+.PHONY: setup data run test ui server
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -39,3 +40,7 @@ test: $(VENV)/.extra-test
 
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host 127.0.0.1 --port 5000
+
+# PostgreSQL and an MLflow server on it, on 127.0.0.1:5000, until Ctrl-C (README, "A team tracking server").
+server: $(VENV)/.extra-server
+	$(BIN)/python -m carvana.tracking_server

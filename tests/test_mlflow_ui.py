@@ -3,14 +3,10 @@
 Screenshots of each page land in $CARVANA_SCREENSHOTS if set, else in pytest's tmp folder (path printed).
 """
 
-import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +25,9 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
+
+from carvana.server.mlflow_server import SERVER_ENV
+from carvana.server.processes import HOST, free_port, local_url, stop_group, wait_for_http
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -75,70 +74,34 @@ def run(workspace: Workspace) -> Run:
     return MlflowClient(tracking_uri=workspace.tracking_uri).get_run(run_id)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def carvana_experiment(url: str) -> dict | None:
-    """The server's `carvana` experiment, or None while it does not answer yet."""
-    try:
-        with urllib.request.urlopen(f"{url}/{EXPERIMENT_API}?experiment_name=carvana", timeout=5) as response:
-            return json.load(response)["experiment"]
-    except OSError:  # refused, reset, timed out, or an HTTP error status
-        return None
-
-
-def wait_for_server(url: str, server: subprocess.Popen, log: Path) -> dict:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while time.monotonic() < deadline and server.poll() is None:
-        experiment = carvana_experiment(url)
-        if experiment is not None:
-            return experiment
-        time.sleep(0.25)
-    raise AssertionError(
-        f"mlflow server at {url} not ready in {SERVER_START_TIMEOUT} s (exit code {server.poll()}):\n{log.read_text()}"
-    )
-
-
-def stop(server: subprocess.Popen) -> None:
-    """Terminate the server's whole process group (mlflow runs uvicorn as a child), then kill what is left."""
-    with contextlib.suppress(ProcessLookupError):  # the whole group may have exited already
-        os.killpg(server.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        server.wait(timeout=10)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(server.pid, signal.SIGKILL)
-    server.wait()
+def carvana_experiment(url: str) -> dict:
+    with urllib.request.urlopen(f"{url}/{EXPERIMENT_API}?experiment_name=carvana", timeout=5) as response:
+        return json.load(response)["experiment"]
 
 
 @pytest.fixture(scope="module")
 def server(workspace: Workspace) -> Iterator[str]:
-    url = f"http://127.0.0.1:{free_port()}"
+    port = free_port()
+    url = local_url(port)
     log = workspace.root / "mlflow_server.log"
-    env = {
-        **workspace.env,
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # the GenAI job runner: 7 more processes, unused here
-    }
     with log.open("w") as output:
         server = subprocess.Popen(
             [MLFLOW, "server", "--backend-store-uri", workspace.tracking_uri]
-            + ["--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1], "--workers", "1"],
+            + ["--host", HOST, "--port", str(port), "--workers", "1"],
             cwd=workspace.root,
-            env=env,
+            env={**workspace.env, **SERVER_ENV},
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     try:
-        experiment = wait_for_server(url, server, log)
+        wait_for_http(f"{url}/health", server, SERVER_START_TIMEOUT, log)
         # Another server that grabbed the port first would answer too; this one serves our store.
+        experiment = carvana_experiment(url)
         assert experiment["artifact_location"].startswith((workspace.root / "mlruns").as_uri()), experiment
         yield url
     finally:
-        stop(server)
+        stop_group(server)
 
 
 @pytest.fixture(scope="module")

@@ -56,6 +56,9 @@ def test_mlflow_tracking_uri_wins(repo, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert store.tracking_uri() == "http://127.0.0.1:5000"
     assert store.artifact_location("http://127.0.0.1:5000") is None
+    with store.store_lock("http://127.0.0.1:5000"):
+        pass
+    assert not (repo / "mlruns").exists()  # nothing is written to the local store
 
 
 def test_experiment_artifacts_live_under_mlruns(repo):

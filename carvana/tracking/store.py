@@ -4,6 +4,7 @@ import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import mlflow
 
@@ -12,10 +13,12 @@ from carvana.core.paths import project_root
 EXPERIMENT = "carvana"
 
 
+def local_store() -> Path:
+    return project_root() / "mlruns"
+
+
 def local_store_uri() -> str:
-    store = project_root() / "mlruns"
-    store.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{store / 'mlflow.db'}"
+    return f"sqlite:///{local_store() / 'mlflow.db'}"
 
 
 def tracking_uri() -> str:
@@ -24,7 +27,7 @@ def tracking_uri() -> str:
 
 def artifact_location(uri: str) -> str | None:
     """Absolute artifact folder for the local store; a remote server decides its own."""
-    return (project_root() / "mlruns" / "artifacts").as_uri() if uri == local_store_uri() else None
+    return (local_store() / "artifacts").as_uri() if uri == local_store_uri() else None
 
 
 def setup() -> str:
@@ -48,11 +51,13 @@ def setup() -> str:
 
 @contextmanager
 def store_lock(uri: str) -> Iterator[None]:
-    """Serialise the first creation of the local store and experiment between parallel stages (queued
-    experiments run side by side): two processes creating the SQLite schema at once collide."""
+    """Create the local store's folder, and serialise the first creation of the store and experiment between
+    parallel stages (queued experiments run side by side): two processes creating the SQLite schema at once
+    collide. A remote store is left alone: nothing is written to mlruns/."""
     if uri != local_store_uri():
         yield
         return
-    with open(project_root() / "mlruns" / ".setup.lock", "w") as lock:
+    local_store().mkdir(parents=True, exist_ok=True)
+    with open(local_store() / ".setup.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
