@@ -18,7 +18,7 @@ from benchmarks.report import Row, quantity
 from carvana.data.imageio import read_image
 from carvana.data.layout import image_path, mask_path
 from carvana.model.checkpoint import save_checkpoint
-from carvana.model.segmenter import Segmenter
+from carvana.inference.segmenter import Segmenter
 from carvana.model.unet import UNet
 from carvana.render_masks import Photo, render_photo
 

@@ -13,10 +13,10 @@ from carvana.core.outputs import checkpoint_path, load_prepared, read_run_id, st
 from carvana.core.params import flatten, load_params
 from carvana.data.imageio import read_mask
 from carvana.data.layout import mask_path
+from carvana.inference.segmenter import TorchSegmenter, upsample
 from carvana.model.allocator import keep_freed_memory
 from carvana.model.device import resolve_device
 from carvana.model.metrics import ScoreAccumulator
-from carvana.model.segmenter import Segmenter, upsample
 from carvana.tracking import registry
 from carvana.tracking.runs import continue_run
 
@@ -26,17 +26,18 @@ def main() -> None:
     params = load_params()
     cfg = params.evaluate
     run_id = read_run_id()
-    segmenter = Segmenter(checkpoint_path("best.pt"), resolve_device("auto"))
+    segmenter = TorchSegmenter(checkpoint_path("best.pt"), resolve_device("auto"), cfg.batch_size)
     root = stage_dir("download")
     val = load_prepared("val")
-    probabilities = segmenter.probabilities(val.images, cfg.batch_size)
+    probabilities = segmenter.probabilities(val.images)
 
     low_res = ScoreAccumulator()
-    low_res.add(probabilities > cfg.threshold, torch.from_numpy(val.masks.astype(bool)))
+    low_res.add(torch.from_numpy(probabilities > cfg.threshold), torch.from_numpy(val.masks.astype(bool)))
     full_res = ScoreAccumulator()
     for image_id, probability in zip(val.ids, probabilities):
-        truth = torch.from_numpy(read_mask(mask_path(root, image_id))).bool()
-        full_res.add((upsample(probability, tuple(truth.shape)) > cfg.threshold)[None], truth[None])
+        truth = read_mask(mask_path(root, image_id)).astype(bool)
+        full = upsample(probability, truth.shape) > cfg.threshold
+        full_res.add(torch.from_numpy(full)[None], torch.from_numpy(truth)[None])
 
     metrics = {**low_res.means(), **{f"{k}_full": v for k, v in full_res.means().items()}, "images": len(val.ids)}
     out = stage_dir("evaluate")

@@ -252,7 +252,7 @@ def same_stem_photos(ws: Workspace) -> str:
     shutil.copy(first_photo(ws), photos / "good_01.jpg")
     Image.open(photos / "good_01.jpg").save(photos / "good_01.png")
     set_param(ws, "render_masks.images", "photos")
-    return "good_01.jpg, good_01.png would write the same mask"
+    return "1 photo id(s) given twice, which would write the same outputs"
 
 
 @dataclass(frozen=True)

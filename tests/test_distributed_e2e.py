@@ -114,6 +114,8 @@ def test_stopping_any_process_ends_the_stage_and_its_run(tmp_path: Path, stop: s
         assert "rank      : 1" in stdout + stderr and "Signal 9 (SIGKILL)" in stdout + stderr
     (run,) = metrics_by_run(ws).values()
     # SIGTERM: KILLED. A crashed peer: process 0 is told by torchrun (KILLED) or by gloo's broken link (FAILED).
-    assert run.info.status == "KILLED" if stop.startswith("SIGTERM") else run.info.status in ("KILLED", "FAILED"), run.info
+    assert run.info.status == "KILLED" if stop.startswith("SIGTERM") else run.info.status in ("KILLED", "FAILED"), (
+        run.info
+    )
     assert resume_checkpoints(ws)  # the completed epoch is kept for a resume
     wait_until_gone(ws)

@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -22,21 +23,23 @@ WIDE_GREY = ("I;16", "I;16L", "I;16B", "I")  # 16-bit greyscale PNGs open in the
 
 
 @contextmanager
-def open_image(path: Path, what: str = "image") -> Iterator[Image.Image]:
-    """Image.open, with every way a file can fail to open or decode turned into one CarvanaError."""
+def open_image(source: Path | BinaryIO, what: str = "image", name: str | None = None) -> Iterator[Image.Image]:
+    """Image.open of a path or file object (`name` names it in errors), with every way it can fail to open or
+    decode turned into one CarvanaError."""
+    name = name or str(source)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image = Image.open(source)
         with image:
             yield image
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise CarvanaError(
-            f"{path}: the {what} declares more than {Image.MAX_IMAGE_PIXELS:,} pixels (a corrupt header or a "
+            f"{name}: the {what} declares more than {Image.MAX_IMAGE_PIXELS:,} pixels (a corrupt header or a "
             "decompression bomb); replace or remove the file"
         ) from None
     except (OSError, SyntaxError, ValueError) as error:
-        raise CarvanaError(f"{path}: cannot decode {what} ({error}); replace or remove the file") from error
+        raise CarvanaError(f"{name}: cannot decode {what} ({error}); replace or remove the file") from error
 
 
 def rgb(image: Image.Image) -> Image.Image:
@@ -46,9 +49,9 @@ def rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def read_image(path: Path) -> np.ndarray:
+def read_image(source: Path | BinaryIO, name: str | None = None) -> np.ndarray:
     """HxWx3 uint8 RGB."""
-    with open_image(path) as image:
+    with open_image(source, name=name) as image:
         return np.asarray(rgb(image))
 
 

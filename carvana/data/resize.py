@@ -7,6 +7,7 @@ half, which keeps edges where the area-weighted majority puts them.
 """
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -18,10 +19,18 @@ RESAMPLE = Image.Resampling.BILINEAR  # PIL widens the kernel when shrinking: an
 
 def load_photo(path: Path, size: tuple[int, int]) -> np.ndarray:
     """(H, W, 3) uint8 at size = (height, width)."""
+    return load_photo_sized(path, size)[1]
+
+
+def load_photo_sized(
+    source: Path | BinaryIO, size: tuple[int, int], name: str | None = None
+) -> tuple[tuple[int, int], np.ndarray]:
+    """The photo's own (height, width), and the photo at size = (height, width)."""
     height, width = size
-    with open_image(path) as image:
+    with open_image(source, name=name) as image:
+        original = (image.height, image.width)
         image.draft("RGB", (width, height))
-        return np.asarray(rgb(image).resize((width, height), RESAMPLE))
+        return original, np.asarray(rgb(image).resize((width, height), RESAMPLE))
 
 
 def resize_photo(photo: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -1,0 +1,70 @@
+"""What `--model` may name: a checkpoint file, a registered model (`models:/carvana-unet@champion`,
+`models:/carvana-unet/3`) or an MLflow run id; by default the champion when a tracking store is reachable,
+else this workspace's `stages/train/checkpoints/best.pt`.
+
+Registered models and runs are read through their `checkpoints/best.pt` artifact: weights and model config,
+loaded with `weights_only=True`, never unpickled code.
+"""
+
+import os
+import re
+from pathlib import Path
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from carvana.core.errors import CarvanaError
+from carvana.core.outputs import checkpoint_path
+from carvana.core.paths import project_root
+from carvana.tracking.registry import CHAMPION, MODEL_NAME
+from carvana.tracking.store import tracking_uri
+
+DEFAULT = f"models:/{MODEL_NAME}@{CHAMPION}"
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def default_reference() -> str:
+    """The champion if a store is reachable and has one, else the workspace's best checkpoint."""
+    if os.environ.get("MLFLOW_TRACKING_URI") or (project_root() / "mlruns" / "mlflow.db").exists():
+        try:
+            run_of(DEFAULT)
+            return DEFAULT
+        except CarvanaError:
+            pass
+    return str(checkpoint_path("best.pt"))
+
+
+def local_file(reference: str) -> Path:
+    """The checkpoint (or exported model) file `reference` names, downloaded from MLflow if need be."""
+    if reference.startswith("models:/") or RUN_ID.match(reference):
+        run_id = run_of(reference)
+        try:
+            return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="checkpoints/best.pt"))
+        except (MlflowException, OSError) as error:
+            raise CarvanaError(f"--model {reference}: run {run_id} has no checkpoints/best.pt ({error})") from None
+    path = Path(reference).expanduser()
+    if not path.is_file():
+        raise CarvanaError(
+            f"--model {reference}: no such file; give a checkpoint (.pt), an exported .onnx, {DEFAULT} "
+            "(or another models:/ URI) or a run id"
+        )
+    return path
+
+
+def run_of(reference: str) -> str:
+    """The MLflow run that trained the model `reference` (models:/ URI or run id) names."""
+    mlflow.set_tracking_uri(tracking_uri())
+    client = MlflowClient()
+    try:
+        if RUN_ID.match(reference):
+            return client.get_run(reference).info.run_id
+        name, _, version = reference.removeprefix("models:/").partition("/")
+        if "@" in name:
+            name, alias = name.split("@", 1)
+            return client.get_model_version_by_alias(name, alias).run_id
+        return client.get_model_version(name, version).run_id
+    except MlflowException as error:
+        raise CarvanaError(
+            f"--model {reference}: not found in the tracking store {tracking_uri()} ({error.message})"
+        ) from None

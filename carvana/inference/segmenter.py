@@ -1,0 +1,78 @@
+"""A trained model as a segmenter: photos at the model's resolution in, car probabilities out; and probabilities
+upsampled to any size (Kaggle scored masks at the photo's original resolution: upsample first, threshold after)."""
+
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+import torch
+
+from carvana.data.resize import resize_photo
+from carvana.model.checkpoint import build_model, load_checkpoint
+
+
+class Segmenter(Protocol):
+    size: tuple[int, int]  # (height, width) the model takes
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 photos at self.size -> (N, H, W) float32 car probabilities."""
+        ...
+
+
+class TorchSegmenter:
+    """A checkpoint run with PyTorch."""
+
+    def __init__(self, checkpoint_path: Path, device: torch.device | str = "cpu", batch_size: int = 16) -> None:
+        checkpoint = load_checkpoint(checkpoint_path, device)
+        self.device = torch.device(device)
+        self.model = build_model(checkpoint, checkpoint_path, self.device)
+        self.size: tuple[int, int] = tuple(checkpoint["image_size"])
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        chunks = []
+        for start in range(0, len(images), self.batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(images[start : start + self.batch_size])).to(self.device)
+            batch = batch.permute(0, 3, 1, 2).float().div_(255)
+            chunks.append(torch.sigmoid(self.model(batch))[:, 0].float().cpu().numpy())
+        return np.concatenate(chunks)
+
+
+class FlipAveraged:
+    """Test-time augmentation: the mean of the probabilities of each photo and of its mirror image."""
+
+    def __init__(self, segmenter: Segmenter) -> None:
+        self.segmenter = segmenter
+        self.size = segmenter.size
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        mirrored = self.segmenter.probabilities(images[:, :, ::-1])[:, :, ::-1]
+        return (self.segmenter.probabilities(images) + mirrored) / 2
+
+
+def upsample(probabilities: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(h, w) float32 probabilities -> (height, width), bilinear with half-pixel centres (as torch's
+    interpolate with align_corners=False; OpenCV does it several times faster)."""
+    height, width = size
+    return cv2.resize(probabilities, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+class Ensemble:
+    """The mean probability of several models. Photos arrive at the largest model's size; each other model gets
+    them resized to its own, and its probabilities are upsampled back before averaging."""
+
+    def __init__(self, segmenters: list[Segmenter]) -> None:
+        self.segmenters = segmenters
+        self.size = max((segmenter.size for segmenter in segmenters), key=lambda size: size[0] * size[1])
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        total = np.zeros((len(images), *self.size), dtype=np.float32)
+        for segmenter in self.segmenters:
+            if segmenter.size == self.size:
+                total += segmenter.probabilities(images)
+                continue
+            smaller = np.stack([resize_photo(image, segmenter.size) for image in images])
+            total += np.stack([upsample(p, self.size) for p in segmenter.probabilities(smaller)])
+        return total / len(self.segmenters)

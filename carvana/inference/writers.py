@@ -1,0 +1,158 @@
+"""What a prediction becomes, one writer per kind of output: Kaggle's mask GIFs, a submission CSV, cut-outs with a
+transparent background, and the car on a new background.
+
+A writer's `write` runs in a worker thread, once per photo, and returns a value; `collect` receives those values in
+photo order in the caller's thread (the submission's rows). Every file is written whole or not at all, and a
+stopped run leaves no half-written submission behind (`abort`).
+"""
+
+import gzip
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image, ImageColor
+
+from carvana.core.atomic import atomic_write, prepared_parent, temp_prefix
+from carvana.core.errors import CarvanaError
+from carvana.data.imageio import mask_image, read_image
+from carvana.inference import rle
+from carvana.inference.photos import Photo
+
+SOFT_EDGE = 0.5  # cut-out alpha ramps from transparent to opaque over this span of probability around the threshold
+
+
+@dataclass
+class Prediction:
+    photo: Photo
+    probability: np.ndarray  # (height, width) float32 at the photo's own size
+    threshold: float
+
+    @cached_property
+    def mask(self) -> np.ndarray:
+        return (self.probability > self.threshold).astype(np.uint8)
+
+    @cached_property
+    def rgb(self) -> np.ndarray:
+        """The photo itself, decoded at full size (only the writers that show it need it)."""
+        return read_image(self.photo.open(), name=self.photo.name)
+
+    def alpha(self, hard: bool) -> np.ndarray:
+        """Opacity in [0, 1]: the mask, or a soft edge from the upsampled probability."""
+        if hard:
+            return self.mask.astype(np.float32)
+        return np.clip((self.probability - self.threshold) / SOFT_EDGE + 0.5, 0, 1)
+
+
+class Writer(Protocol):
+    def write(self, prediction: Prediction) -> Any: ...
+
+    def collect(self, photo: Photo, value: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class PerPhotoFiles:
+    """Writers whose outputs are one file per photo, each complete when it appears."""
+
+    def collect(self, photo: Photo, value: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+class MaskGifs(PerPhotoFiles):
+    """<id>_mask.gif at the photo's size: Kaggle's palette GIF, values 0/1."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def write(self, prediction: Prediction) -> None:
+        path = self.folder / f"{prediction.photo.image_id}_mask.gif"
+        atomic_write(path, lambda tmp: mask_image(prediction.mask).save(tmp, format="GIF"))
+
+
+class Cutouts(PerPhotoFiles):
+    """<id>.png (or .webp): the car opaque, the background transparent."""
+
+    def __init__(self, folder: Path, hard: bool, image_format: str = "png") -> None:
+        self.folder, self.hard, self.format = folder, hard, image_format
+
+    def write(self, prediction: Prediction) -> None:
+        alpha = (prediction.alpha(self.hard) * 255).round().astype(np.uint8)
+        image = Image.fromarray(np.dstack([prediction.rgb, alpha]))
+        path = self.folder / f"{prediction.photo.image_id}.{self.format}"
+        # zlib level 1: a third of the default's encoding time for a few percent more bytes
+        atomic_write(path, lambda tmp: image.save(tmp, format=self.format.upper(), compress_level=1))
+
+
+class Backgrounds(PerPhotoFiles):
+    """<id>.jpg: the car composited onto a colour or onto another photo (scaled to cover the frame)."""
+
+    def __init__(self, folder: Path, background: str, hard: bool) -> None:
+        self.folder, self.hard = folder, hard
+        self.colour, self.photo = parse_background(background)
+
+    def write(self, prediction: Prediction) -> None:
+        height, width = prediction.probability.shape
+        behind = self.backdrop(width, height)
+        alpha = prediction.alpha(self.hard)[..., None]
+        picture = (alpha * prediction.rgb + (1 - alpha) * behind).round().astype(np.uint8)
+        path = self.folder / f"{prediction.photo.image_id}.jpg"
+        atomic_write(path, lambda tmp: Image.fromarray(picture).save(tmp, format="JPEG", quality=92))
+
+    def backdrop(self, width: int, height: int) -> np.ndarray:
+        if self.photo is None:
+            return np.array(self.colour, dtype=np.float32)
+        scale = max(width / self.photo.width, height / self.photo.height)
+        size = (round(self.photo.width * scale), round(self.photo.height * scale))
+        resized = self.photo.resize(size, Image.Resampling.BILINEAR)
+        left, top = (size[0] - width) // 2, (size[1] - height) // 2
+        return np.asarray(resized.crop((left, top, left + width, top + height)), dtype=np.float32)
+
+
+def parse_background(spec: str) -> tuple[tuple[int, int, int] | None, Image.Image | None]:
+    """A colour (`white`, `#1e90ff`, `rgb(0,128,255)`) or the path of a photo."""
+    if Path(spec).expanduser().is_file():
+        return None, Image.fromarray(read_image(Path(spec).expanduser()))
+    try:
+        return ImageColor.getrgb(spec)[:3], None
+    except ValueError:
+        raise CarvanaError(
+            f"--background {spec!r} is neither a colour (a name like white, #1e90ff, rgb(0,128,255)) nor a photo"
+        ) from None
+
+
+class Submission:
+    """Kaggle's submission: `img,rle_mask` rows in photo order, `.csv` or `.csv.gz`; it appears when complete."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.name.endswith((".csv", ".csv.gz")):
+            raise CarvanaError(f"--submission {path}: name it .csv or .csv.gz")
+        self.path = path
+        self.tmp = prepared_parent(path) / f"{temp_prefix(path)}{os.urandom(4).hex()}"
+        self.file = gzip.open(self.tmp, "wt") if path.name.endswith(".gz") else open(self.tmp, "w")  # noqa: SIM115
+        self.file.write("img,rle_mask\n")
+
+    def write(self, prediction: Prediction) -> str:
+        return rle.encode(prediction.mask)
+
+    def collect(self, photo: Photo, value: Any) -> None:
+        self.file.write(f"{photo.image_id}.jpg,{value}\n")
+
+    def close(self) -> None:
+        self.file.close()
+        self.tmp.replace(self.path)
+
+    def abort(self) -> None:
+        self.file.close()
+        self.tmp.unlink(missing_ok=True)

@@ -1,0 +1,123 @@
+"""Predict car masks for any photos: `python -m carvana.predict PHOTOS... [outputs] [options]` (or `carvana-predict`).
+
+PHOTOS are files, folders, glob patterns or zips of .jpg/.jpeg/.png/.webp photos, at any size. Outputs, any
+combination (at least one):
+  --masks DIR          <id>_mask.gif at each photo's size (Kaggle's format)
+  --submission FILE    Kaggle's img,rle_mask CSV (.csv or .csv.gz)
+  --cutouts DIR        <id>.png: the car on a transparent background
+  --background SPEC --composites DIR
+                       <id>.jpg: the car on a colour (white, #1e90ff) or on another photo
+Examples:
+  python -m carvana.predict ~/photos --cutouts cutouts --background white --composites white
+  python -m carvana.predict test.zip --submission submission.csv.gz --tta
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from carvana.core.errors import CarvanaError, list_some, run_main
+from carvana.inference.engine import predict
+from carvana.inference.photos import find_photos
+from carvana.inference.references import default_reference, local_file
+from carvana.inference.segmenter import Ensemble, FlipAveraged, Segmenter, TorchSegmenter
+from carvana.inference.writers import Backgrounds, Cutouts, MaskGifs, Submission, Writer
+from carvana.model.allocator import keep_freed_memory
+from carvana.model.device import resolve_device
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        "carvana-predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("photos", nargs="+", help="photo files, folders, glob patterns or zips")
+    parser.add_argument(
+        "--model",
+        action="append",
+        help="a checkpoint (.pt), an exported .onnx, models:/carvana-unet@champion or a run id; several: their "
+        "probabilities are averaged (default: the champion if a tracking store is reachable, else "
+        "stages/train/checkpoints/best.pt)",
+    )
+    parser.add_argument("--masks", type=Path, metavar="DIR", help="write <id>_mask.gif files here")
+    parser.add_argument("--submission", type=Path, metavar="FILE", help="write Kaggle's img,rle_mask CSV here")
+    parser.add_argument("--cutouts", type=Path, metavar="DIR", help="write <id>.png cut-outs here")
+    parser.add_argument("--cutout-format", choices=("png", "webp"), default="png")
+    parser.add_argument("--background", metavar="SPEC", help="a colour or a photo to put the car on")
+    parser.add_argument("--composites", type=Path, metavar="DIR", help="write <id>.jpg (car on --background) here")
+    parser.add_argument("--hard", action="store_true", help="cut-outs and composites with the hard mask's edge")
+    parser.add_argument("--tta", action="store_true", help="average with the mirrored photo's prediction")
+    parser.add_argument("--threshold", type=float, default=0.5, help="probability above which a pixel is car")
+    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (torch backend)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="decoding and writing threads")
+    parser.add_argument(
+        "--on-error", choices=("stop", "skip"), default="stop", help="a photo that cannot be read: stop, or skip it"
+    )
+    return parser.parse_args(argv)
+
+
+def writers_for(args: argparse.Namespace) -> list[Writer]:
+    if (args.background is None) != (args.composites is None):
+        raise CarvanaError("--background and --composites go together: the background, and where to write")
+    writers: list[Writer] = []
+    if args.masks:
+        writers.append(MaskGifs(args.masks))
+    if args.cutouts:
+        writers.append(Cutouts(args.cutouts, args.hard, args.cutout_format))
+    if args.background:
+        writers.append(Backgrounds(args.composites, args.background, args.hard))
+    if args.submission:
+        writers.append(Submission(args.submission))
+    if not writers:
+        raise CarvanaError("nothing to write: give --masks, --submission, --cutouts or --background/--composites")
+    return writers
+
+
+def segmenter_for(args: argparse.Namespace) -> Segmenter:
+    references = args.model or [default_reference()]
+    models = [load_segmenter(reference, args) for reference in references]
+    segmenter = models[0] if len(models) == 1 else Ensemble(models)
+    return FlipAveraged(segmenter) if args.tta else segmenter
+
+
+def load_segmenter(reference: str, args: argparse.Namespace) -> Segmenter:
+    path = local_file(reference)
+    if args.backend == "onnxruntime" or path.suffix == ".onnx":
+        from carvana.inference.onnx_backend import OnnxSegmenter
+
+        return OnnxSegmenter.for_model(path, args.batch_size)
+    return TorchSegmenter(path, resolve_device(args.device), args.batch_size)
+
+
+def main(argv: list[str] | None = None) -> None:
+    keep_freed_memory()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per checkpoint download
+    args = parse_args(argv)
+    if not 0 < args.threshold < 1:
+        raise CarvanaError(f"--threshold {args.threshold}: give a probability between 0 and 1")
+    photos = find_photos(args.photos)
+    segmenter = segmenter_for(args)
+    writers = writers_for(args)
+    start, skipped = time.perf_counter(), []
+    outcomes = predict(photos, segmenter, writers, args.threshold, args.batch_size, args.threads, args.on_error)
+    for outcome in tqdm(outcomes, total=len(photos), unit="photo", disable=None):
+        if outcome.error:
+            skipped.append(outcome.error)
+            tqdm.write(f"skipped: {outcome.error}", file=sys.stderr)
+    done = len(photos) - len(skipped)
+    rate = done / (time.perf_counter() - start)
+    print(f"predict: {done} photos in {time.perf_counter() - start:.1f} s ({rate:.1f} photos/s)", end="")
+    print(f"; {len(skipped)} skipped: {list_some(skipped, 3)}" if skipped else "")
+
+
+def console_script() -> None:
+    run_main(main)
+
+
+if __name__ == "__main__":
+    run_main(main)
