@@ -1,59 +1,162 @@
-"""Full-resolution inference: the render_masks stage's per-photo path against bare decoding of the same JPEGs.
+"""Full-resolution inference: the prediction engine (`carvana.predict`, `render_masks`) against the loops it replaced.
 
-`render_photo` decodes the 1918x1280 photo, predicts at the model's resolution, upsamples and thresholds the
-probabilities, writes the Kaggle mask GIF, scores it against the true mask and writes the overlay PNG. Decoding
-the JPEG is work no render can skip, so render rate / decode rate is the share of the render time spent
-decoding: 1.0 would mean everything after the decode is free. The weights are untrained and the rate barely
-depends on them: an untrained net predicts little or no car, whose mask GIF writes ~2 ms faster than a real car's.
+Masks: the engine writing Kaggle mask GIFs at the photos' 1918x1280 vs a milesial/Pytorch-UNet-style loop (full
+decode, PIL bicubic resize, one photo at a time through the model, logits upsampled with torch, thresholded, GIF
+saved). Render: the render_masks stage on the engine (masks, overlays, dice) vs its previous photo-by-photo path.
+Memory: the peak memory of `python -m carvana.predict --masks` over 4x as many photos as over the base set: flat
+memory keeps it near 1. The model is the default U-Net trained for a few epochs on the benchmark's own photos, so
+its masks (and the GIFs encoding them) look like a real model's.
 """
 
+import os
+import sys
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
+from PIL import Image
 
-from benchmarks.dataset import photo_size
-from benchmarks.measure import best_rates
+from benchmarks.dataset import REPO, photo_size
+from benchmarks.measure import Spread, compare, peak_memory
 from benchmarks.recipes import Recipe
-from benchmarks.report import Row, quantity
-from carvana.data.imageio import read_image
+from benchmarks.report import Row, megabytes
+from carvana.data.imageio import mask_image, read_image, read_mask
 from carvana.data.layout import image_path, mask_path
+from carvana.data.pictures import overlay, resize_to_width
+from carvana.data.resize import resize_mask, resize_photo
+from carvana.inference.engine import predict
+from carvana.inference.photos import Photo
+from carvana.inference.segmenter import TorchSegmenter
+from carvana.inference.writers import MaskGifs
 from carvana.model.checkpoint import save_checkpoint
-from carvana.inference.segmenter import Segmenter
+from carvana.model.metrics import per_image_scores
 from carvana.model.unet import UNet
-from carvana.render_masks import Photo, render_photo
+from carvana.render_masks import Overlays
+from carvana.training.augment import train_transform
+from carvana.training.loader import SegmentationArrays, make_loader, start_epoch
+from carvana.training.loop import Fit, train_epoch
 
 
-def measure(recipe: Recipe, root: Path, ids: list[str], work: Path, repeats: int, min_seconds: float) -> Row:
-    params = recipe.params
+def trained_checkpoint(recipe: Recipe, arrays: tuple[np.ndarray, np.ndarray], work: Path, epochs: int) -> Path:
+    """The recipe's U-Net trained for a few epochs on the prepared photos, as a checkpoint (cached in `work`)."""
+    path = work / f"trained-{recipe.name}-{epochs}.pt"
+    if path.exists():
+        return path
+    params, cfg = recipe.params, recipe.params.train
     torch.manual_seed(params.seed)
-    model_config = {"in_channels": 3, "out_channels": 1, "features": list(params.train.model.features)}
-    checkpoint = work / "untrained.pt"
-    state = {"model_config": model_config, "image_size": list(recipe.size), "model": UNet(**model_config).state_dict()}
-    save_checkpoint(checkpoint, state)
-    segmenter = Segmenter(checkpoint)
-    photos = [Photo(i, image_path(root, i), mask_path(root, i)) for i in ids]
-    masks_dir, overlays_dir = work / "masks", work / "overlays"
-    masks_dir.mkdir(exist_ok=True)
-    overlays_dir.mkdir(exist_ok=True)
-    cfg = params.render_masks
+    loader = make_loader(
+        SegmentationArrays(*arrays, train_transform(cfg.augment), params.seed), cfg.batch_size, True, 0, False
+    )
+    config = {"in_channels": 3, "out_channels": 1, "features": list(cfg.model.features)}
+    model = UNet(**config)
+    fit = Fit.adam(model, cfg.lr, "cosine", epochs, len(loader), cfg.loss)
+    for epoch in range(1, epochs + 1):
+        start_epoch(loader, epoch)
+        train_epoch(fit, loader, epoch)
+    state = {"model": model.state_dict(), "model_config": config, "image_size": list(recipe.size), "epoch": epochs}
+    save_checkpoint(path, state)
+    return path
 
-    def render() -> int:
+
+def measure_masks(
+    recipe: Recipe, root: Path, ids: list[str], checkpoint: Path, work: Path, repeats: int, min_seconds: float
+) -> Row:
+    segmenter = TorchSegmenter(checkpoint)
+    photos = [Photo(i, str(image_path(root, i)), image_path(root, i)) for i in ids]
+    out = work / "masks"
+
+    def engine() -> int:
+        return sum(1 for _ in predict(photos, segmenter, [MaskGifs(out)], threads=os.cpu_count() or 1))
+
+    def milesial() -> int:
         for photo in photos:
-            render_photo(segmenter, photo, cfg.threshold, cfg.overlay_width, masks_dir, overlays_dir)
+            milesial_mask(segmenter.model, segmenter.size, photo.path, out / f"{photo.image_id}_mask.gif")
         return len(photos)
 
-    def decode() -> int:
-        for photo in photos:
-            read_image(photo.path)
-        return len(photos)
-
-    render_photo(segmenter, photos[0], cfg.threshold, cfg.overlay_width, masks_dir, overlays_dir)  # warm-up
-    rendered, decoded = best_rates([render, decode], repeats, min_seconds)
+    engine()  # warm-up
     height, width = photo_size(root, ids[0])
+    return Row.of(
+        f"inference: predict --masks vs a milesial-style loop ({width}x{height} photos, {recipe.network})",
+        compare(engine, milesial, repeats, min_seconds),
+        "masks/s",
+        "ours ≥ 20 masks/s",
+    )
+
+
+def milesial_mask(model: torch.nn.Module, size: tuple[int, int], path: Path, out: Path) -> None:
+    """milesial/Pytorch-UNet's predict.py for one photo: full decode and bicubic resize, the logits upsampled."""
+    photo = Image.open(path)
+    small = np.asarray(photo.resize(size[::-1], resample=Image.Resampling.BICUBIC), dtype=np.float32) / 255
+    with torch.no_grad():
+        logits = model(torch.from_numpy(small).permute(2, 0, 1)[None])
+        logits = F.interpolate(logits, (photo.height, photo.width), mode="bilinear")
+    mask_image((torch.sigmoid(logits)[0, 0] > 0.5).numpy().astype(np.uint8)).save(out, format="GIF")
+
+
+def measure_render(
+    recipe: Recipe, root: Path, ids: list[str], checkpoint: Path, work: Path, repeats: int, min_seconds: float
+) -> Row:
+    segmenter = TorchSegmenter(checkpoint)
+    photos = [Photo(i, str(image_path(root, i)), image_path(root, i)) for i in ids]
+    truths = {i: mask_path(root, i) for i in ids}
+    width = recipe.params.render_masks.overlay_width
+    masks, overlays = work / "render-masks", work / "render-overlays"
+    masks.mkdir(exist_ok=True)
+    overlays.mkdir(exist_ok=True)
+
+    def engine() -> int:
+        writers = [MaskGifs(masks), Overlays(overlays, truths, width)]
+        return sum(1 for _ in predict(photos, segmenter, writers, threads=os.cpu_count() or 1))
+
+    def previous() -> int:
+        for photo in photos:
+            previous_render(segmenter, photo, truths[photo.image_id], width, masks, overlays)
+        return len(photos)
+
+    return Row.of(
+        f"render_masks: the engine vs its previous photo-by-photo path (masks, overlays, dice; {recipe.network})",
+        compare(engine, previous, repeats, min_seconds),
+        "photos/s",
+        "> 1",
+    )
+
+
+def previous_render(
+    segmenter: TorchSegmenter, photo: Photo, truth_path: Path, width: int, masks: Path, overlays: Path
+) -> float:
+    """render_masks before the engine: decode, predict, upsample with torch, write, score, overlay, in turn."""
+    image = read_image(photo.path)
+    probability = torch.from_numpy(segmenter.probabilities(resize_photo(image, segmenter.size)[None])[0])
+    full = F.interpolate(probability[None, None], size=image.shape[:2], mode="bilinear", align_corners=False)
+    pred = (full[0, 0] > 0.5).numpy().astype(np.uint8)
+    mask_image(pred).save(masks / f"{photo.image_id}_mask.gif", format="GIF")
+    truth = read_mask(truth_path)
+    dice = float(per_image_scores(torch.from_numpy(pred)[None], torch.from_numpy(truth)[None])["dice"][0])
+    small = resize_to_width(image, width)
+    size = small.shape[:2]
+    picture = overlay(small, resize_mask(pred, size), resize_mask(truth, size))
+    Image.fromarray(picture).save(overlays / f"{photo.image_id}.png", compress_level=1)
+    return dice
+
+
+def measure_memory(root: Path, ids: list[str], checkpoint: Path, work: Path, times: int = 4) -> Row:
+    """Peak memory of predicting `times` x as many photos (symbolic links to the same files, named apart)."""
+    few, many = work / "memory-few", work / "memory-many"
+    for folder, copies in ((few, 1), (many, times)):
+        folder.mkdir(exist_ok=True)
+        for copy in range(copies):
+            for image_id in ids:
+                target = folder / f"{image_id}-{copy}.jpg"
+                if not target.exists():
+                    target.symlink_to(image_path(root, image_id).resolve())
+    command = [sys.executable, "-m", "carvana.predict", "--model", str(checkpoint), "--masks", str(work / "memory")]
+    base = peak_memory([*command[:3], str(few), *command[3:]], REPO)
+    more = peak_memory([*command[:3], str(many), *command[3:]], REPO)
     return Row(
-        f"inference: render_masks per photo vs bare JPEG decode ({width}x{height}, {recipe.network})",
-        quantity(rendered, "img/s"),
-        quantity(decoded, "img/s"),
-        rendered / decoded,
-        "—",
+        f"inference: peak memory of predict --masks over {times * len(ids)} photos vs {len(ids)}",
+        megabytes(more),
+        megabytes(base),
+        Spread.of([more / base]),
+        "≈ 1 (flat)",
     )

@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from benchmarks.measure import best_rates
+from benchmarks.measure import compare
 from benchmarks.recipes import Recipe
-from benchmarks.report import Row, quantity
+from benchmarks.report import Row
 from carvana.data.layout import image_path, mask_path
 from carvana.training.augment import train_transform
 from carvana.training.loader import SegmentationArrays, make_loader
@@ -64,13 +64,11 @@ def measure(
     )
     for loader in (ours, baseline):  # warm-up
         next(iter(loader))
-    rates = best_rates([lambda: samples(ours), lambda: samples(baseline)], repeats, min_seconds)
     height, width = recipe.size
-    return Row(
+    return Row.of(
         f"input pipeline: prepared arrays vs decode per step ({height}x{width}, batch {params.train.batch_size})",
-        quantity(rates[0], "samples/s"),
-        quantity(rates[1], "samples/s"),
-        rates[0] / rates[1],
+        compare(lambda: samples(ours), lambda: samples(baseline), repeats, min_seconds),
+        "samples/s",
         "> 1",
     )
 

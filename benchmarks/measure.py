@@ -1,10 +1,12 @@
-"""Timing and memory helpers: best-of-N throughput of workloads measured in turns, and the peak memory of a
-subprocess with its children."""
+"""Timing and memory helpers: the throughput of two workloads measured in alternating rounds (median and spread of
+their ratio), and the peak memory of a subprocess with its children."""
 
 import contextlib
+import statistics
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -12,21 +14,45 @@ import psutil
 Work = Callable[[], int]  # does a fixed amount of work and returns how many items it handled
 
 
-def best_rates(works: Sequence[Work], repeats: int, min_seconds: float) -> list[float]:
-    """Items per second of each work, the best of `repeats` rounds.
+@dataclass(frozen=True)
+class Spread:
+    """A quantity measured over several rounds: the median, and the lowest and highest round."""
 
-    The works take turns within a round, so a machine that gets busier mid-run slows every side alike.
-    A round calls its work again until it has run for min_seconds, so fast works are not timed on a blip.
+    median: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> "Spread":
+        return cls(statistics.median(values), min(values), max(values))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    ours: Spread  # items per second
+    baseline: Spread
+    ratio: Spread  # ours / baseline, round by round
+
+    @classmethod
+    def of_rounds(cls, ours: Sequence[float], baseline: Sequence[float]) -> "Comparison":
+        return cls(Spread.of(ours), Spread.of(baseline), Spread.of([a / b for a, b in zip(ours, baseline)]))
+
+
+def compare(ours: Work, baseline: Work, repeats: int, min_seconds: float) -> Comparison:
+    """Items per second of both works over `repeats` rounds, and their ratio round by round.
+
+    The works take turns within a round, so a machine that gets busier mid-run slows both alike. A round calls its
+    work again until it has run for min_seconds, so that run-to-run noise stays well inside a target's margin.
     """
-    best = [0.0] * len(works)
+    rates: list[list[float]] = [[], []]
     for _ in range(repeats):
-        for index, work in enumerate(works):
+        for side, work in enumerate((ours, baseline)):
             items, elapsed, start = 0, 0.0, time.perf_counter()
             while elapsed < min_seconds:
                 items += work()
                 elapsed = time.perf_counter() - start
-            best[index] = max(best[index], items / elapsed)
-    return best
+            rates[side].append(items / elapsed)
+    return Comparison.of_rounds(*rates)
 
 
 POLL_SECONDS = 0.02  # memory sampling period; listing a process tree costs a few ms of CPU
@@ -39,7 +65,7 @@ def peak_memory(argv: list[str], cwd: Path) -> int:
     them, so the sum over a process tree counts every page once, unlike RSS. A subprocess whose memory peaks
     at its very end should stay alive a couple of periods longer to be sampled there.
     """
-    process = subprocess.Popen(argv, cwd=cwd)
+    process = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL)
     peak = 0
     while process.poll() is None:
         peak = max(peak, tree_pss(process.pid))

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.dataset import REPO
-from benchmarks.measure import POLL_SECONDS, best_rates, peak_memory
-from benchmarks.report import Row, megabytes, quantity
+from benchmarks.measure import POLL_SECONDS, Spread, compare, peak_memory
+from benchmarks.report import Row, megabytes
 from carvana.data.imageio import read_image, read_mask
 from carvana.data.layout import image_path, mask_path
 from carvana.data.resize import load_pair
@@ -43,12 +43,10 @@ def measure_speed(
         return len(ids)
 
     load_pair(image_path(root, ids[0]), mask_path(root, ids[0]), size)  # warm-up
-    ours, baseline = best_rates([parallel, serial], repeats, min_seconds)
-    return Row(
+    return Row.of(
         f"preparation: prepare_split on {workers} processes vs 1 ({len(ids)} images to {size[0]}x{size[1]})",
-        quantity(ours, "img/s"),
-        quantity(baseline, "img/s"),
-        ours / baseline,
+        compare(parallel, serial, repeats, min_seconds),
+        "img/s",
         f"≈ {workers} (cores)",
     )
 
@@ -62,7 +60,7 @@ def measure_memory(root: Path, ids: list[str], size: tuple[int, int], work: Path
         f"preparation: peak memory of prepare_split vs full-size photos kept in memory ({len(ids)} images)",
         megabytes(ours),
         megabytes(baseline),
-        ours / baseline,
+        Spread.of([ours / baseline]),
         "< 1",
     )
 

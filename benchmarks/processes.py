@@ -17,16 +17,14 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from benchmarks.measure import Comparison
 from benchmarks.recipes import Recipe, recipes
-from benchmarks.report import Row, quantity
-from carvana.model.device import Precision
-from carvana.model.losses import LOSSES
+from benchmarks.report import Row
 from carvana.model.unet import UNet
 from carvana.training import distributed
 from carvana.training.augment import train_transform
 from carvana.training.loader import SegmentationArrays, make_loader, start_epoch
 from carvana.training.loop import Fit, train_epoch
-from carvana.training.schedule import lr_scheduler
 
 
 def measure(recipe: Recipe, arrays: tuple[np.ndarray, np.ndarray], work: Path, repeats: int, min_seconds: float) -> Row:
@@ -40,16 +38,12 @@ def measure(recipe: Recipe, arrays: tuple[np.ndarray, np.ndarray], work: Path, r
         command += ["--seconds", str(min_seconds), "--batch", str(batch), "--features", *features]
         return float(subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()[-1])
 
-    best = {2: 0.0, 1: 0.0}
-    for _ in range(repeats):  # the sides take turns, so a machine that gets busier slows both alike
-        for processes in best:
-            best[processes] = max(best[processes], rate(processes))
-    return Row(
+    rounds = [(rate(2), rate(1)) for _ in range(repeats)]  # the sides take turns, as in measure.compare
+    return Row.of(
         f"training: 2 torchrun processes vs 1 ({recipe.network}, global batch {batch}; a code-path check on "
         "2 cores, not a speed-up)",
-        quantity(best[2], "img/s"),
-        quantity(best[1], "img/s"),
-        best[2] / best[1],
+        Comparison.of_rounds(*zip(*rounds)),
+        "img/s",
         "—",
     )
 
@@ -70,16 +64,8 @@ def train_for(work: Path, seconds: float, features: list[int], batch: int) -> No
         ranks.world,
     )
     model = UNet(features=features)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    fit = Fit(
-        model=DistributedDataParallel(model) if ranks.world > 1 else model,
-        optimizer=optimizer,
-        scheduler=lr_scheduler(optimizer, "constant", 1, len(loader)),
-        scaler=torch.amp.GradScaler("cpu", enabled=False),
-        loss_fn=LOSSES["bce_dice"],
-        device=torch.device("cpu"),
-        precision=Precision("cpu", None),
-    )
+    step_model = DistributedDataParallel(model) if ranks.world > 1 else model
+    fit = Fit.adam(model, 1e-3, "constant", 1, len(loader), "bce_dice", step_model=step_model)
     train_epoch(fit, loader, 0)  # warm-up
     epochs, start = 0, time.perf_counter()
     while distributed.from_main(time.perf_counter() - start < seconds):

@@ -5,11 +5,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.measure import Comparison, Spread
+
 COLUMNS = ("benchmark", "ours", "baseline", "ratio", "target")
 LEGEND = (
-    "ratio = ours / baseline. Input pipeline and preparation speed: speed-up (higher is better); training: "
-    "end-to-end over model-only rate (1.0 = input pipeline fully hidden); inference: render over bare-decode rate "
-    "(the share of the render path spent decoding the JPEG, 1.0 = nothing else costs); peak memory: lower is better."
+    "ratio = ours / baseline: the median over alternating rounds, the lowest and highest round in brackets. "
+    "Speed rows: higher is better (training end to end over model-only: 1.0 = the input pipeline fully hidden); "
+    "peak memory: lower is better, and ≈ 1 for a longer run means flat memory."
 )
 
 
@@ -18,8 +20,21 @@ class Row:
     benchmark: str
     ours: str  # a quantity with its unit
     baseline: str
-    ratio: float
+    ratio: Spread
     target: str
+
+    @classmethod
+    def of(cls, benchmark: str, comparison: Comparison, unit: str, target: str) -> "Row":
+        """A row from timed rounds: the median rates, and the median ratio with its lowest and highest round."""
+        ours, baseline = (quantity(side.median, unit) for side in (comparison.ours, comparison.baseline))
+        return cls(benchmark, ours, baseline, comparison.ratio, target)
+
+
+def spread(value: Spread) -> str:
+    """`0.967 (0.951–0.982)`: the median and its range over the rounds; one figure when measured once."""
+    if value.low == value.high:
+        return significant(value.median)
+    return f"{significant(value.median)} ({significant(value.low)}–{significant(value.high)})"
 
 
 def significant(value: float) -> str:
@@ -55,6 +70,6 @@ def table(rows: list[Row]) -> str:
     lines = [
         "| " + " | ".join(COLUMNS) + " |",
         "| " + " | ".join("---" for _ in COLUMNS) + " |",
-        *(f"| {r.benchmark} | {r.ours} | {r.baseline} | {significant(r.ratio)} | {r.target} |" for r in rows),
+        *(f"| {r.benchmark} | {r.ours} | {r.baseline} | {spread(r.ratio)} | {r.target} |" for r in rows),
     ]
     return "\n".join(lines)

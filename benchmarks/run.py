@@ -22,12 +22,13 @@ from carvana.model.allocator import keep_freed_memory
 @dataclass(frozen=True)
 class Settings:
     images: int
-    repeats: int  # timed rounds per measurement; the best counts
+    repeats: int  # timed rounds per side of a comparison, taken in turns; the median ratio is reported
     min_seconds: float  # a round repeats its work until it has run this long
+    training_epochs: int  # of the model whose predictions the inference rows write
 
 
-FULL = Settings(images=64, repeats=3, min_seconds=0.5)
-QUICK = Settings(images=8, repeats=1, min_seconds=0.05)
+FULL = Settings(images=64, repeats=5, min_seconds=5.0, training_epochs=8)
+QUICK = Settings(images=8, repeats=1, min_seconds=0.05, training_epochs=1)
 QUICK_SIZE, QUICK_BATCH, QUICK_STEPS = (32, 48), 2, 2  # smoke runs: the real networks on small inputs
 
 
@@ -41,7 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--images", type=int, help=f"photo/mask pairs to use (default {FULL.images}; {QUICK.images} with --quick)"
     )
-    parser.add_argument("--repeats", type=int, help=f"timed rounds per measurement, best kept (default {FULL.repeats})")
+    parser.add_argument("--repeats", type=int, help=f"timed rounds per side, median kept (default {FULL.repeats})")
     parser.add_argument("--quick", action="store_true", help="smoke run: few images, small inputs, 1 round")
     parser.add_argument("--out", type=Path, help="also write the report to this file")
     return parser.parse_args(argv)
@@ -51,7 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     keep_freed_memory()  # as the train, evaluate and render_masks stages do
     base = QUICK if args.quick else FULL
-    settings = Settings(args.images or base.images, args.repeats or base.repeats, base.min_seconds)
+    settings = Settings(
+        args.images or base.images, args.repeats or base.repeats, base.min_seconds, base.training_epochs
+    )
     default, seed = recipes()
     if args.quick:
         default, seed = (r.shrunk(QUICK_SIZE, QUICK_BATCH, QUICK_STEPS) for r in (default, seed))
@@ -68,14 +71,18 @@ def main(argv: list[str] | None = None) -> None:
         height, width = photo_size(root, ids[0])
         header += f"\nData: {root}, {len(ids)} photo/mask pairs at {width}x{height}."
         timing = (settings.repeats, settings.min_seconds)
+        default_arrays = prepared_arrays(root, ids, default.size, work)
+        checkpoint = inference.trained_checkpoint(default, default_arrays, work, settings.training_epochs)
         rows = [
             preparation.measure_speed(root, ids, default.size, work, *timing),
             preparation.measure_memory(root, ids, default.size, work),
-            input_pipeline.measure(default, root, ids, prepared_arrays(root, ids, default.size, work), *timing),
-            training.measure(default, prepared_arrays(root, ids, default.size, work), *timing),
+            input_pipeline.measure(default, root, ids, default_arrays, *timing),
+            training.measure(default, default_arrays, *timing),
             training.measure(seed, prepared_arrays(root, ids, seed.size, work), *timing),
-            processes.measure(default, prepared_arrays(root, ids, default.size, work), work, *timing),
-            inference.measure(default, root, ids, work, *timing),
+            processes.measure(default, default_arrays, work, *timing),
+            inference.measure_masks(default, root, ids, checkpoint, work, *timing),
+            inference.measure_render(default, root, ids, checkpoint, work, *timing),
+            inference.measure_memory(root, ids, checkpoint, work),
         ]
 
     report = f"{header}\n\n{table(rows)}\n\n{LEGEND}\n"

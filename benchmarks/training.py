@@ -11,16 +11,13 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from benchmarks.measure import best_rates
+from benchmarks.measure import compare
 from benchmarks.recipes import Recipe
-from benchmarks.report import Row, quantity
-from carvana.model.device import Precision
-from carvana.model.losses import LOSSES
+from benchmarks.report import Row
 from carvana.model.unet import UNet
 from carvana.training.augment import train_transform
 from carvana.training.loader import SegmentationArrays, make_loader, start_epoch
 from carvana.training.loop import Fit, train_epoch
-from carvana.training.schedule import lr_scheduler
 
 DEVICE = torch.device("cpu")
 
@@ -36,16 +33,7 @@ def measure(recipe: Recipe, arrays: tuple[np.ndarray, np.ndarray], repeats: int,
 
     torch.manual_seed(params.seed)
     model = UNet(features=cfg.model.features).to(DEVICE)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    fit = Fit(
-        model=model,
-        optimizer=optimizer,
-        scheduler=lr_scheduler(optimizer, cfg.lr_schedule, epochs=1, steps_per_epoch=steps),
-        scaler=torch.amp.GradScaler(DEVICE.type, enabled=False),
-        loss_fn=LOSSES[cfg.loss],
-        device=DEVICE,
-        precision=Precision.choose(DEVICE, amp=False),
-    )
+    fit = Fit.adam(model, cfg.lr, cfg.lr_schedule, epochs=1, steps_per_epoch=steps, loss=cfg.loss)
 
     def epoch(batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> int:
         # train_epoch only iterates its loader, so a list of in-memory batches stands in for one
@@ -61,12 +49,10 @@ def measure(recipe: Recipe, arrays: tuple[np.ndarray, np.ndarray], repeats: int,
     batch = next(iter(loader))
     in_memory = [batch] * steps
     epoch([batch])  # warm-up
-    e2e, model_only = best_rates([end_to_end, lambda: epoch(in_memory)], repeats, min_seconds)
-    return Row(
+    return Row.of(
         f"training: end to end vs model-only ({recipe.network}, batch {cfg.batch_size}, "
         f"{cfg.num_workers} loader workers, {steps} steps)",
-        quantity(e2e, "img/s"),
-        quantity(model_only, "img/s"),
-        e2e / model_only,
+        compare(end_to_end, lambda: epoch(in_memory), repeats, min_seconds),
+        "img/s",
         "≥ 0.95",
     )

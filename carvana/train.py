@@ -24,8 +24,7 @@ from carvana.core.params import Params, flatten, load_params
 from carvana.data.pictures import panels
 from carvana.model.allocator import keep_freed_memory
 from carvana.model.checkpoint import build_model, load_checkpoint
-from carvana.model.device import Precision, memory_format, resolve_device
-from carvana.model.losses import LOSSES
+from carvana.model.device import memory_format, resolve_device
 from carvana.model.unet import UNet, count_parameters
 from carvana.tracking import registry
 from carvana.tracking.runs import end_abandoned, training_run
@@ -34,7 +33,6 @@ from carvana.training.augment import eval_transform, train_transform
 from carvana.training.loader import SegmentationArrays, make_loader, start_epoch
 from carvana.training.loop import Fit, score_val, train_epoch
 from carvana.training.resume import Progress, fingerprint, slot
-from carvana.training.schedule import lr_scheduler
 
 PLOTS = {"loss": ("train_loss", "val_loss"), "dice": ("val_dice",), "iou": ("val_iou",), "accuracy": ("val_accuracy",)}
 
@@ -78,7 +76,6 @@ def train(params: Params, device: torch.device, ranks: distributed.Ranks) -> Non
     cfg = params.train
     say = print if ranks.main else lambda *args: None
     torch.manual_seed(params.seed)
-    precision = Precision.choose(device, cfg.amp)
     torch.backends.cudnn.benchmark = device.type == "cuda"
 
     train_split, val_split = load_prepared("train"), load_prepared("val")
@@ -98,15 +95,16 @@ def train(params: Params, device: torch.device, ranks: distributed.Ranks) -> Non
     model = UNet(**model_config).to(device, memory_format=memory_format(device))
     if ranks.world > 1 and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # the CPU has none: BatchNorm stays per process
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    fit = Fit(
-        model=torch.compile(model) if cfg.compile else model,  # shares its weights with `model`
-        optimizer=optimizer,
-        scheduler=lr_scheduler(optimizer, cfg.lr_schedule, cfg.epochs, len(train_loader)),
-        scaler=torch.amp.GradScaler(device.type, enabled=precision.needs_scaler),
-        loss_fn=LOSSES[cfg.loss],
-        device=device,
-        precision=precision,
+    fit = Fit.adam(
+        model,
+        cfg.lr,
+        cfg.lr_schedule,
+        cfg.epochs,
+        len(train_loader),
+        cfg.loss,
+        device,
+        cfg.amp,
+        step_model=torch.compile(model) if cfg.compile else None,  # shares its weights with `model`
     )
     val_fit = fit  # process 0 scores alone: through the plain module, which starts no collective operations
     if ranks.world > 1:
@@ -116,12 +114,12 @@ def train(params: Params, device: torch.device, ranks: distributed.Ranks) -> Non
         )
     say(
         f"train: {len(train_set)} train / {len(val_set)} val images at {size[0]}x{size[1]}, "
-        f"{count_parameters(model):,} parameters, {device}, {precision.dtype or torch.float32}"
+        f"{count_parameters(model):,} parameters, {device}, {fit.precision.dtype or torch.float32}"
         + (f", {ranks.world} processes" if ranks.world > 1 else "")
     )
 
     logged = logged_params(params)
-    components = {"model": model, "optimizer": optimizer, "scheduler": fit.scheduler, "scaler": fit.scaler}
+    components = {"model": model, "optimizer": fit.optimizer, "scheduler": fit.scheduler, "scaler": fit.scaler}
     progress = resume(
         logged, {"model_config": model_config, "image_size": list(size), "params": logged}, components, ranks
     )

@@ -19,7 +19,9 @@ ROWS = (
     "training: end to end vs model-only (default ",
     "training: end to end vs model-only (seed ",
     "training: 2 torchrun processes vs 1",
-    "inference: render_masks",
+    "inference: predict --masks vs a milesial-style loop",
+    "render_masks: the engine vs its previous",
+    "inference: peak memory of predict",
 )
 
 

@@ -5,8 +5,6 @@ import pytest
 import torch
 
 from carvana.model.checkpoint import load_checkpoint
-from carvana.model.device import Precision
-from carvana.model.losses import bce_dice_loss
 from carvana.model.metrics import per_image_scores
 from carvana.model.unet import UNet
 from carvana.training.augment import eval_transform
@@ -28,16 +26,7 @@ def boxes(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_for(model: torch.nn.Module, lr: float, epochs: int, steps: int) -> Fit:
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    return Fit(
-        model=model,
-        optimizer=optimizer,
-        scheduler=lr_scheduler(optimizer, "cosine", epochs, steps),
-        scaler=torch.amp.GradScaler("cpu", enabled=False),
-        loss_fn=bce_dice_loss,
-        device=torch.device("cpu"),
-        precision=Precision("cpu", None),
-    )
+    return Fit.adam(model, lr, "cosine", epochs, steps, "bce_dice")
 
 
 def test_it_learns_a_handful_of_images():

@@ -15,9 +15,12 @@ from tqdm import tqdm
 
 from carvana.core.errors import CarvanaError
 from carvana.model.device import Precision, memory_format
-from carvana.model.losses import Loss
+from carvana.model.losses import LOSSES, Loss
 from carvana.model.metrics import ScoreAccumulator
 from carvana.training import distributed
+from carvana.training.schedule import lr_scheduler
+
+CPU = torch.device("cpu")
 
 
 @dataclass
@@ -31,6 +34,32 @@ class Fit:
     loss_fn: Loss
     device: torch.device
     precision: Precision
+
+    @classmethod
+    def adam(
+        cls,
+        model: nn.Module,
+        lr: float,
+        schedule: str,
+        epochs: int,
+        steps_per_epoch: int,
+        loss: str,
+        device: torch.device = CPU,
+        amp: bool = False,
+        step_model: nn.Module | None = None,
+    ) -> "Fit":
+        """Adam on `model`'s weights with the lr schedule, stepping through `step_model` (default: `model`)."""
+        precision = Precision.choose(device, amp)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        return cls(
+            model=step_model or model,
+            optimizer=optimizer,
+            scheduler=lr_scheduler(optimizer, schedule, epochs, steps_per_epoch),
+            scaler=torch.amp.GradScaler(device.type, enabled=precision.needs_scaler),
+            loss_fn=LOSSES[loss],
+            device=device,
+            precision=precision,
+        )
 
     def to_device(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         images = images.to(self.device, non_blocking=True, memory_format=memory_format(self.device))
