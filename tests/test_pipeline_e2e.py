@@ -178,3 +178,13 @@ def test_exp_run_makes_a_tagged_run_and_dvc_metrics(workspace):
     assert data["params"]["params.yaml"]["data"]["train"]["lr"] == 0.003
     assert "val_dice" in data["metrics"]["stages/train/metrics.json"]["data"]
     assert "dice_full" in data["metrics"]["stages/evaluate/metrics.json"]["data"]
+
+
+def test_predict_writes_the_bytes_render_masks_wrote(workspace, tmp_path):
+    val = (workspace.root / "stages/split_val/val.txt").read_text().split()
+    photos = [f"stages/download/train/{image_id}.jpg" for image_id in val]
+    model = "stages/train/checkpoints/best.pt"
+    workspace.run("python", "-m", "carvana.predict", *photos, "--model", model, "--masks", str(tmp_path))
+    rendered = workspace.root / "stages/render_masks/masks"
+    for image_id in val:
+        assert (tmp_path / f"{image_id}_mask.gif").read_bytes() == (rendered / f"{image_id}_mask.gif").read_bytes()
