@@ -14,17 +14,36 @@ from carvana.data.layout import car_of, image_ids
 
 
 def split_by_car(ids: list[str], split: SplitValParams, seed: int) -> dict[str, list[str]]:
-    cars = [car_of(image_id) for image_id in ids]
-    n_cars = len(set(cars))
-    n_val = split.val_cars if split.val_cars is not None else max(1, round(split.val_fraction * n_cars))
-    if not 1 <= n_val < n_cars:
+    """Hold out whole cars: fold `split.fold` of `split.folds` seeded groups, or a seeded share of them."""
+    cars = sorted({car_of(image_id) for image_id in ids})
+    held_out = fold_cars(cars, split.folds, split.fold, seed) if split.folds else shuffled_share(cars, split, seed)
+    return {
+        "train": sorted(i for i in ids if car_of(i) not in held_out),
+        "val": sorted(i for i in ids if car_of(i) in held_out),
+    }
+
+
+def fold_cars(cars: list[str], folds: int, fold: int, seed: int) -> set[str]:
+    """The cars of group `fold` when the cars, shuffled by the seed, are dealt into `folds` groups of (nearly)
+    equal size."""
+    if folds > len(cars):
         raise CarvanaError(
-            f"params: split_val holds out {n_val} of {n_cars} cars; both sets need at least one car "
+            f"params: `split_val.folds` is {folds} but there are only {len(cars)} cars; use at most {len(cars)}"
+        )
+    order = np.random.default_rng(seed).permutation(len(cars))
+    return {cars[i] for i in np.array_split(order, folds)[fold]}
+
+
+def shuffled_share(cars: list[str], split: SplitValParams, seed: int) -> set[str]:
+    n_val = split.val_cars if split.val_cars is not None else max(1, round(split.val_fraction * len(cars)))
+    if not 1 <= n_val < len(cars):
+        raise CarvanaError(
+            f"params: split_val holds out {n_val} of {len(cars)} cars; both sets need at least one car "
             "(adjust `split_val.val_fraction` or `split_val.val_cars`)"
         )
-    splitter = GroupShuffleSplit(n_splits=1, test_size=n_val, random_state=seed)
-    train_index, val_index = next(splitter.split(np.zeros(len(ids)), groups=cars))
-    return {"train": sorted(ids[i] for i in train_index), "val": sorted(ids[i] for i in val_index)}
+    ids = np.zeros(len(cars))
+    _, val_index = next(GroupShuffleSplit(n_splits=1, test_size=n_val, random_state=seed).split(ids, groups=cars))
+    return {cars[i] for i in val_index}
 
 
 def main() -> None:

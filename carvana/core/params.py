@@ -57,6 +57,17 @@ class SplitValParams(Group):
         gt=0, lt=1, description="share of cars held out for validation, rounded, at least one car"
     )
     val_cars: int | None = Field(ge=1, description="an exact number of held-out cars; overrides val_fraction")
+    folds: int | None = Field(ge=2, description="cross-validation: the cars in this many seeded groups; overrides both")
+    fold: int = Field(ge=0, description="with folds: the group held out for validation, 0 .. folds-1")
+
+    @model_validator(mode="after")
+    def _fold_exists(self) -> "SplitValParams":
+        if self.folds is not None and self.fold >= self.folds:
+            raise CarvanaError(
+                f"params: `split_val.fold` is {self.fold} but `split_val.folds` is {self.folds}; "
+                f"folds are numbered 0 to {self.folds - 1}"
+            )
+        return self
 
 
 class PrepareParams(Group):
