@@ -11,9 +11,8 @@ from carvana.core.atomic import write_json, write_text
 from carvana.core.errors import run_main
 from carvana.core.outputs import checkpoint_path, load_prepared, read_run_id, stage_dir
 from carvana.core.params import flatten, load_params
-from carvana.data.imageio import read_mask
-from carvana.data.layout import mask_path
-from carvana.inference.segmenter import TorchSegmenter, upsample
+from carvana.inference.scoring import full_res_scores
+from carvana.inference.segmenter import TorchSegmenter
 from carvana.model.allocator import keep_freed_memory
 from carvana.model.device import resolve_device
 from carvana.model.metrics import ScoreAccumulator
@@ -33,13 +32,11 @@ def main() -> None:
 
     low_res = ScoreAccumulator()
     low_res.add(torch.from_numpy(probabilities > cfg.threshold), torch.from_numpy(val.masks.astype(bool)))
-    full_res = ScoreAccumulator()
-    for image_id, probability in zip(val.ids, probabilities):
-        truth = read_mask(mask_path(root, image_id)).astype(bool)
-        full = upsample(probability, truth.shape) > cfg.threshold
-        full_res.add(torch.from_numpy(full)[None], torch.from_numpy(truth)[None])
+    full_res = full_res_scores(root, val.ids, probabilities, cfg.threshold)
 
     metrics = {**low_res.means(), **{f"{k}_full": v for k, v in full_res.means().items()}, "images": len(val.ids)}
+    worst = int(full_res.per_image()["dice"].argmin())
+    metrics["worst_dice_full"] = float(full_res.per_image()["dice"][worst])
     out = stage_dir("evaluate")
     write_json(out / "metrics.json", metrics)
     write_text(out / "per_image.tsv", per_image_table(val.ids, low_res, full_res))
@@ -50,7 +47,7 @@ def main() -> None:
     )
 
     with continue_run(run_id, "evaluate") as run:
-        mlflow.set_tags(flatten(cfg, "evaluate."))
+        mlflow.set_tags(flatten(cfg, "evaluate.") | {"eval_worst_image": val.ids[worst]})
         mlflow.log_metrics({f"eval_{k}": v for k, v in metrics.items() if k != "images"})
         mlflow.log_artifact(str(out / "per_image.tsv"), artifact_path="evaluate")
         if registry.promote_if_best(run.info.run_id, metrics["dice_full"]):

@@ -7,6 +7,7 @@ scores, tracks, prints and writes while the others wait.
 """
 
 import argparse
+import time
 from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any
@@ -22,6 +23,7 @@ from carvana.core.errors import CarvanaError, run_main
 from carvana.core.outputs import checkpoint_path, load_prepared, stage_dir, write_run_file
 from carvana.core.params import Params, flatten, load_params
 from carvana.data.pictures import panels
+from carvana.inference.scoring import full_res_scores
 from carvana.model.allocator import keep_freed_memory
 from carvana.model.checkpoint import build_model, load_checkpoint
 from carvana.model.device import memory_format, resolve_device
@@ -34,7 +36,13 @@ from carvana.training.loader import SegmentationArrays, make_loader, start_epoch
 from carvana.training.loop import Fit, score_val, train_epoch
 from carvana.training.resume import Progress, fingerprint, slot
 
-PLOTS = {"loss": ("train_loss", "val_loss"), "dice": ("val_dice",), "iou": ("val_iou",), "accuracy": ("val_accuracy",)}
+PLOTS = {
+    "loss": ("train_loss", "val_loss"),
+    "dice": ("val_dice",),
+    "dice_full": ("val_dice_full",),
+    "iou": ("val_iou",),
+    "accuracy": ("val_accuracy",),
+}
 
 
 def main() -> None:
@@ -126,12 +134,18 @@ def train(params: Params, device: torch.device, ranks: distributed.Ranks) -> Non
 
     with training_run(logged, progress.run_id) if ranks.main else nullcontext() as run:
         for epoch in range(progress.epoch + 1, cfg.epochs + 1):
+            started = time.perf_counter()
             start_epoch(train_loader, epoch)
             train_loss = train_epoch(fit, train_loader, epoch)
             if ranks.main:
-                val_scores, val_preds = score_val(val_fit, val_loader)
+                val_scores, val_probabilities = score_val(val_fit, val_loader)
                 row = {"epoch": epoch, "train_loss": train_loss, **{f"val_{k}": v for k, v in val_scores.items()}}
-                log_epoch(row, fit.scheduler.get_last_lr()[0], val_set, val_preds, cfg.panels_per_epoch)
+                if cfg.full_res_every and (epoch % cfg.full_res_every == 0 or epoch == cfg.epochs):
+                    full = full_res_scores(stage_dir("download"), val_split.ids, val_probabilities, 0.5).means()
+                    row["val_dice_full"] = full["dice"]
+                progress.minutes += (time.perf_counter() - started) / 60
+                log_epoch(row, fit.scheduler.get_last_lr()[0], progress.minutes)
+                log_panels(val_set, val_probabilities > 0.5, cfg.panels_per_epoch, epoch)
                 progress.commit(row, run.info.run_id, components)  # after its logging: a resume never skips one
                 say(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"))
             distributed.barrier()
@@ -166,14 +180,15 @@ def logged_params(params: Params) -> dict[str, Any]:
     return {"seed": params.seed} | flat | size
 
 
-def log_epoch(
-    row: dict[str, float], lr: float, val_set: SegmentationArrays, preds: np.ndarray, panels_count: int
-) -> None:
-    epoch = int(row["epoch"])
-    mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"} | {"lr": lr}, step=epoch)
-    if panels_count:
-        picks = np.linspace(0, len(val_set) - 1, min(panels_count, len(val_set))).round().astype(int)
-        grid = panels(val_set.images[picks], val_set.masks[picks], preds[picks])
+def log_epoch(row: dict[str, float], lr: float, minutes: float) -> None:
+    metrics = {k: v for k, v in row.items() if k != "epoch"} | {"lr": lr, "train_minutes": minutes}
+    mlflow.log_metrics(metrics, step=int(row["epoch"]))
+
+
+def log_panels(val_set: SegmentationArrays, preds: np.ndarray, count: int, epoch: int) -> None:
+    if count:
+        picks = np.linspace(0, len(val_set) - 1, min(count, len(val_set))).round().astype(int)
+        grid = panels(val_set.images[picks], val_set.masks[picks], preds[picks].astype(np.uint8))
         mlflow.log_image(grid, key="val_panels", step=epoch)
 
 
@@ -189,8 +204,9 @@ def publish(progress: Progress, run: mlflow.ActiveRun, size: tuple[int, int], de
     )
     with atomic_dir(out / "plots") as plots:
         for name, columns in PLOTS.items():
+            rows = [r for r in progress.history if all(c in r for c in columns)]  # val_dice_full: some epochs
             lines = ["\t".join(("epoch", *columns))]
-            lines += ["\t".join([str(int(r["epoch"])), *(f"{r[c]:.6f}" for c in columns)]) for r in progress.history]
+            lines += ["\t".join([str(int(r["epoch"])), *(f"{r[c]:.6f}" for c in columns)]) for r in rows]
             (plots / f"{name}.tsv").write_text("\n".join(lines) + "\n")
     mlflow.log_metrics({f"best_{k}": v for k, v in best.items() if k != "epoch"})
     write_run_file(run.info.run_id, run.info.experiment_id)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from carvana.core.errors import CarvanaError
-from carvana.sources.archive import extract_zip
+from carvana.data.archive import extract_zip
 from carvana.sources.local import fetch_local
 
 # Files a real folder may also hold; none of them may be copied.

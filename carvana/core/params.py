@@ -102,6 +102,9 @@ class TrainParams(Group):
     amp: bool
     compile: bool
     panels_per_epoch: int = Field(ge=0, le=64, description="photo|truth|prediction rows logged per epoch")
+    full_res_every: int = Field(
+        ge=0, description="score the val cars at the photos' resolution every N epochs and at the last; 0: never"
+    )
     model: ModelParams
     augment: AugmentParams
 

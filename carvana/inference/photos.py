@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from carvana.core.errors import CarvanaError, list_some
-from carvana.sources.archive import check_entry, escapes
+from carvana.data.archive import check_entry, escapes
 
 SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 

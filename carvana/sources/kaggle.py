@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import requests
 
 from carvana.core.errors import CarvanaError
-from carvana.sources.archive import extract_zip
+from carvana.data.archive import extract_zip
 
 if TYPE_CHECKING:
     from kaggle.api.kaggle_api_extended import KaggleApi

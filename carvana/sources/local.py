@@ -4,8 +4,8 @@ import shutil
 from pathlib import Path
 
 from carvana.core.errors import CarvanaError
+from carvana.data.archive import extract_zip
 from carvana.data.layout import IMAGE_DIR, MASK_DIR, stored_name
-from carvana.sources.archive import extract_zip
 
 LAYOUT = (
     f"a folder holding {IMAGE_DIR}/*.jpg and {MASK_DIR}/*_mask.gif (or {IMAGE_DIR}.zip and {MASK_DIR}.zip), "

@@ -89,16 +89,15 @@ def train_epoch(fit: Fit, loader: DataLoader, epoch: int) -> float:
 
 @torch.no_grad()
 def score_val(fit: Fit, loader: DataLoader) -> tuple[dict[str, float], np.ndarray]:
-    """Mean loss and per-image scores over the val set, and the predicted masks (uint8, N x H x W)."""
+    """Mean loss and per-image scores over the val set, and the car probabilities (float32, N x H x W)."""
     fit.model.eval()
     scores = ScoreAccumulator()
-    total, preds = torch.zeros((), device=fit.device), []
+    total, probabilities = torch.zeros((), device=fit.device), []
     for images, masks in loader:
         images, masks = fit.to_device(images, masks)
         with fit.precision.autocast():
             logits = fit.model(images).float()
         total += fit.loss_fn(logits, masks) * len(images)
-        pred = logits > 0
-        scores.add(pred, masks.bool())
-        preds.append(pred[:, 0].to(torch.uint8).cpu().numpy())
-    return {"loss": total.item() / len(loader.dataset), **scores.means()}, np.concatenate(preds)
+        scores.add(logits > 0, masks.bool())
+        probabilities.append(torch.sigmoid(logits[:, 0]).cpu().numpy())
+    return {"loss": total.item() / len(loader.dataset), **scores.means()}, np.concatenate(probabilities)

@@ -23,7 +23,13 @@ from carvana.core.pipeline import code_digest
 from carvana.model.checkpoint import load_checkpoint, save_checkpoint
 
 # train.* params that change how a run executes, not what it computes.
-EXECUTION_ONLY = ("train.device", "train.num_workers", "train.panels_per_epoch", "train.compile")
+EXECUTION_ONLY = (
+    "train.device",
+    "train.num_workers",
+    "train.panels_per_epoch",
+    "train.compile",
+    "train.full_res_every",
+)
 # What a published checkpoint carries: the weights and what rebuilding the model needs.
 PUBLISHED = ("model", "model_config", "image_size", "params", "epoch", "metrics")
 
@@ -75,6 +81,7 @@ class Progress:
     history: list[dict[str, float]] = field(default_factory=list)
     best: dict[str, float] = field(default_factory=dict)
     run_id: str | None = None
+    minutes: float = 0.0  # of training and val scoring so far, resumes included
     abandoned_run_id: str | None = None  # the run of a saved state that could not be resumed
 
     def resume(self, components: dict[str, Stateful]) -> str:
@@ -114,7 +121,13 @@ class Progress:
         weights = {**self.meta, "epoch": self.epoch, "metrics": row, "model": components["model"].state_dict()}
         if improved:
             save_checkpoint(self.folder / "best.pt", weights)
-        bookkeeping = {"fingerprint": self.fingerprint, "history": self.history, "best": self.best, "run_id": run_id}
+        bookkeeping = {
+            "fingerprint": self.fingerprint,
+            "history": self.history,
+            "best": self.best,
+            "run_id": run_id,
+            "minutes": self.minutes,
+        }
         others = {name: component.state_dict() for name, component in components.items() if name != "model"}
         save_checkpoint(self.folder / "last.pt", {**weights, **others, **bookkeeping})
 
