@@ -1,0 +1,152 @@
+"""Cross-validation summary: `python -m carvana.cv [--out DIR]`.
+
+Run each fold as an experiment (`dvc exp run --queue -n cpu-f0 -S split_val.folds=4 -S split_val.fold=0`, ... then
+`dvc queue start`); this reads their MLflow runs, groups them into recipes (runs whose params are alike but for
+`split_val.fold`), and prints per recipe and fold the full-resolution val dice (Kaggle's score), the worst val photo
+and the training minutes, with the recipe's mean and standard deviation over its folds. It writes the table to
+DIR/cv.md and a plot to DIR/cv.png: dice per fold for each recipe, and full-resolution val dice against training
+minutes, epoch by epoch, where the runs logged it (`train.full_res_every`).
+"""
+
+import argparse
+import re
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+import mlflow
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from carvana.core.atomic import atomic_write, write_text
+from carvana.core.errors import CarvanaError, run_main
+from carvana.tracking.store import EXPERIMENT, tracking_uri
+from carvana.training.resume import EXECUTION_ONLY
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
+
+FOLD_SUFFIX = re.compile(r"[-_]?f(old)?\d+$")
+
+
+@dataclass(frozen=True)
+class Fold:
+    fold: int
+    run_id: str
+    dice: float  # eval_dice_full
+    worst_dice: float
+    worst_image: str
+    minutes: float
+
+
+@dataclass(frozen=True)
+class Recipe:
+    label: str
+    folds: int
+    runs: list[Fold]
+
+    @property
+    def dice(self) -> list[float]:
+        return [fold.dice for fold in self.runs]
+
+    @property
+    def worst(self) -> Fold:
+        return min(self.runs, key=lambda fold: fold.worst_dice)
+
+
+def recipes(client: MlflowClient, experiment: str) -> list[Recipe]:
+    """Fold runs that finished evaluation, grouped by everything but the fold; the newest run of each fold."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise CarvanaError(f"no MLflow experiment {experiment!r} in {tracking_uri()}: run the fold experiments first")
+    runs = client.search_runs(
+        [found.experiment_id], "attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"]
+    )
+    groups: dict[tuple, dict[int, Run]] = {}
+    for run in runs:
+        params = run.data.params
+        if params.get("split_val.folds", "None") == "None" or "eval_dice_full" not in run.data.metrics:
+            continue
+        key = tuple(sorted((k, v) for k, v in params.items() if k != "split_val.fold" and k not in EXECUTION_ONLY))
+        groups.setdefault(key, {}).setdefault(int(params["split_val.fold"]), run)
+    if not groups:
+        raise CarvanaError(
+            f"no finished fold runs in {tracking_uri()} (runs with split_val.folds set and an evaluate stage); "
+            "run them with `dvc exp run -S split_val.folds=4 -S split_val.fold=N`"
+        )
+    return [recipe_of(index, by_fold) for index, by_fold in enumerate(groups.values(), 1)]
+
+
+def recipe_of(index: int, by_fold: dict[int, Run]) -> Recipe:
+    names = {FOLD_SUFFIX.sub("", run.data.tags.get("dvc.exp_name", "")) for run in by_fold.values()}
+    label = names.pop() if len(names) == 1 and "" not in names else f"recipe {index}"
+    folds = int(next(iter(by_fold.values())).data.params["split_val.folds"])
+    return Recipe(label, folds, [fold_of(fold, by_fold[fold]) for fold in sorted(by_fold)])
+
+
+def fold_of(fold: int, run: Run) -> Fold:
+    metrics = run.data.metrics
+    return Fold(
+        fold,
+        run.info.run_id,
+        metrics["eval_dice_full"],
+        metrics.get("eval_worst_dice_full", float("nan")),
+        run.data.tags.get("eval_worst_image", "?"),
+        metrics.get("train_minutes", float("nan")),
+    )
+
+
+def table(found: list[Recipe]) -> str:
+    lines = ["| recipe | fold | dice (full resolution) | worst val photo | training minutes |", "| --- | --- | --- | --- | --- |"]
+    for recipe in found:
+        for fold in recipe.runs:
+            worst = f"{fold.worst_dice:.4f} ({fold.worst_image})"
+            lines.append(f"| {recipe.label} | {fold.fold} | {fold.dice:.4f} | {worst} | {fold.minutes:.1f} |")
+        spread = statistics.stdev(recipe.dice) if len(recipe.dice) > 1 else 0.0
+        complete = "" if len(recipe.runs) == recipe.folds else f" ({len(recipe.runs)} of {recipe.folds} folds)"
+        minutes = statistics.mean(fold.minutes for fold in recipe.runs)
+        lines.append(
+            f"| **{recipe.label}**{complete} | mean ± sd | **{statistics.mean(recipe.dice):.4f} ± {spread:.4f}** | "
+            f"{recipe.worst.worst_dice:.4f} ({recipe.worst.worst_image}) | {minutes:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(client: MlflowClient, found: list[Recipe], path: Path) -> None:
+    figure, (per_fold, per_minute) = plt.subplots(1, 2, figsize=(13, 4.8))
+    for index, recipe in enumerate(found):
+        per_fold.scatter([index] * len(recipe.runs), recipe.dice, label=None)
+        per_fold.hlines(statistics.mean(recipe.dice), index - 0.25, index + 0.25)
+        for fold in recipe.runs:
+            dice = {m.step: m.value for m in client.get_metric_history(fold.run_id, "val_dice_full")}
+            minutes = {m.step: m.value for m in client.get_metric_history(fold.run_id, "train_minutes")}
+            steps = sorted(dice.keys() & minutes.keys())
+            if steps:
+                label = recipe.label if fold is recipe.runs[0] else None
+                per_minute.plot([minutes[s] for s in steps], [dice[s] for s in steps], color=f"C{index}", label=label)
+    per_fold.set_xticks(range(len(found)), [recipe.label for recipe in found])
+    per_fold.set(title="Val dice at 1918x1280 per fold (line: mean)", ylabel="dice")
+    per_minute.set(title="Val dice at 1918x1280 against training time", xlabel="training minutes", ylabel="dice")
+    if per_minute.has_data():
+        per_minute.legend()
+    figure.tight_layout()
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("cv"), help="folder for cv.md and cv.png (default: cv)")
+    parser.add_argument("--experiment", default=EXPERIMENT, help=f"MLflow experiment (default: {EXPERIMENT})")
+    args = parser.parse_args()
+    mlflow.set_tracking_uri(tracking_uri())
+    client = MlflowClient()
+    found = recipes(client, args.experiment)
+    text = table(found)
+    write_text(args.out / "cv.md", text)
+    plot(client, found, args.out / "cv.png")
+    print(text + f"\n(written to {args.out / 'cv.md'} and {args.out / 'cv.png'})")
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,35 @@
+"""Cross-validation as ordinary experiments, then `python -m carvana.cv` summarises them from MLflow."""
+
+import re
+import statistics
+
+import pytest
+from mlflow.tracking import MlflowClient
+from PIL import Image
+from pipeline_workspace import Workspace
+
+pytestmark = pytest.mark.e2e
+
+
+def test_fold_experiments_are_summarised(tmp_path):
+    ws = Workspace(tmp_path / "ws", extra={"train": {"full_res_every": 1}})
+    for fold in (0, 1):
+        ws.run("dvc", "exp", "run", "-n", f"tiny-f{fold}", "-S", "split_val.folds=2", "-S", f"split_val.fold={fold}")
+    ws.run("dvc", "exp", "run", "-n", "no-folds")  # not cross-validation: left out
+    result = ws.run("python", "-m", "carvana.cv", "--out", "cv")
+    print(result.stdout)
+
+    client = MlflowClient(ws.tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("carvana").experiment_id])
+    dice = {run.data.tags["dvc.exp_name"]: run.data.metrics["eval_dice_full"] for run in runs}
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| tiny")]
+    assert [row.split(" | ")[1] for row in rows] == ["0", "1"]
+    assert [float(row.split(" | ")[2]) for row in rows] == pytest.approx([dice["tiny-f0"], dice["tiny-f1"]], abs=1e-4)
+    summary = next(line for line in result.stdout.splitlines() if line.startswith("| **tiny**"))
+    mean, sd = map(float, re.search(r"\*\*([\d.]+) ± ([\d.]+)\*\*", summary).groups())
+    assert mean == pytest.approx(statistics.mean([dice["tiny-f0"], dice["tiny-f1"]]), abs=1e-4)
+    assert sd == pytest.approx(statistics.stdev([dice["tiny-f0"], dice["tiny-f1"]]), abs=1e-4)
+    assert "no-folds" not in result.stdout and "recipe" not in result.stdout.split("\n", 2)[2]
+    assert (ws.root / "cv" / "cv.md").read_text() in result.stdout
+    with Image.open(ws.root / "cv" / "cv.png") as picture:
+        assert picture.width > 800
