@@ -98,7 +98,10 @@ def fold_of(fold: int, run: Run) -> Fold:
 
 
 def table(found: list[Recipe]) -> str:
-    lines = ["| recipe | fold | dice (full resolution) | worst val photo | training minutes |", "| --- | --- | --- | --- | --- |"]
+    lines = [
+        "| recipe | fold | dice (full resolution) | worst val photo | training minutes |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for recipe in found:
         for fold in recipe.runs:
             worst = f"{fold.worst_dice:.4f} ({fold.worst_image})"

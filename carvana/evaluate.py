@@ -12,7 +12,7 @@ from carvana.core.errors import run_main
 from carvana.core.outputs import checkpoint_path, load_prepared, read_run_id, stage_dir
 from carvana.core.params import flatten, load_params
 from carvana.inference.scoring import full_res_scores
-from carvana.inference.segmenter import TorchSegmenter
+from carvana.inference.segmenter import FlipAveraged, TorchSegmenter
 from carvana.model.allocator import keep_freed_memory
 from carvana.model.device import resolve_device
 from carvana.model.metrics import ScoreAccumulator
@@ -26,13 +26,14 @@ def main() -> None:
     cfg = params.evaluate
     run_id = read_run_id()
     segmenter = TorchSegmenter(checkpoint_path("best.pt"), resolve_device("auto"), cfg.batch_size)
+    segmenter = FlipAveraged(segmenter) if cfg.tta else segmenter
     root = stage_dir("download")
     val = load_prepared("val")
     probabilities = segmenter.probabilities(val.images)
 
     low_res = ScoreAccumulator()
     low_res.add(torch.from_numpy(probabilities > cfg.threshold), torch.from_numpy(val.masks.astype(bool)))
-    full_res = full_res_scores(root, val.ids, probabilities, cfg.threshold)
+    full_res = full_res_scores(root, val.ids, probabilities, cfg.threshold, cfg.refine)
 
     metrics = {**low_res.means(), **{f"{k}_full": v for k, v in full_res.means().items()}, "images": len(val.ids)}
     worst = int(full_res.per_image()["dice"].argmin())

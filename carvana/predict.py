@@ -50,6 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--composites", type=Path, metavar="DIR", help="write <id>.jpg (car on --background) here")
     parser.add_argument("--hard", action="store_true", help="cut-outs and composites with the hard mask's edge")
     parser.add_argument("--tta", action="store_true", help="average with the mirrored photo's prediction")
+    parser.add_argument(
+        "--refine", type=int, default=0, metavar="RADIUS", help="snap edges to the photo with a guided filter (pixels)"
+    )
     parser.add_argument("--threshold", type=float, default=0.5, help="probability above which a pixel is car")
     parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (torch backend)")
@@ -104,7 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     segmenter = segmenter_for(args)
     writers = writers_for(args)
     start, skipped = time.perf_counter(), []
-    outcomes = predict(photos, segmenter, writers, args.threshold, args.batch_size, args.threads, args.on_error)
+    outcomes = predict(
+        photos, segmenter, writers, args.threshold, args.batch_size, args.threads, args.on_error, args.refine
+    )
     for outcome in tqdm(outcomes, total=len(photos), unit="photo", disable=None):
         if outcome.error:
             skipped.append(outcome.error)

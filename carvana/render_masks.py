@@ -24,7 +24,7 @@ from carvana.data.pictures import contact_sheet, overlay, resize_to_width
 from carvana.data.resize import resize_mask
 from carvana.inference.engine import predict
 from carvana.inference.photos import Photo, find_photos
-from carvana.inference.segmenter import TorchSegmenter
+from carvana.inference.segmenter import FlipAveraged, TorchSegmenter
 from carvana.inference.writers import MaskGifs, PerPhotoFiles, Prediction
 from carvana.model.allocator import keep_freed_memory
 from carvana.model.device import resolve_device
@@ -38,11 +38,12 @@ def main() -> None:
     cfg = params.render_masks
     run_id = read_run_id()
     segmenter = TorchSegmenter(checkpoint_path("best.pt"), resolve_device("auto"))
+    segmenter = FlipAveraged(segmenter) if cfg.tta else segmenter
     photos, truths = photos_to_render(cfg.images)
     out = stage_dir("render_masks")
     with atomic_dir(out / "masks") as masks_dir, atomic_dir(out / "overlays") as overlays_dir:
         writers = [MaskGifs(masks_dir), Overlays(overlays_dir, truths, cfg.overlay_width)]
-        outcomes = predict(photos, segmenter, writers, cfg.threshold, threads=os.cpu_count() or 1)
+        outcomes = predict(photos, segmenter, writers, cfg.threshold, threads=os.cpu_count() or 1, refine=cfg.refine)
         dice = {outcome.photo.image_id: outcome.values[1] for outcome in outcomes}
     sheet = worst_cases_sheet(dice, out / "overlays", cfg.worst_cases)
     atomic_write(out / "worst_cases.png", lambda tmp: sheet.save(tmp, format="PNG"))

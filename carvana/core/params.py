@@ -109,14 +109,18 @@ class TrainParams(Group):
     augment: AugmentParams
 
 
-class EvaluateParams(Group):
+class InferenceParams(Group):
+    threshold: Float = Field(gt=0, lt=1, description="probability above which a pixel is car")
+    tta: bool = Field(description="average each photo's prediction with its mirror image's")
+    refine: int = Field(ge=0, description="guided-filter radius refining edges at full resolution (0: upsample only)")
+
+
+class EvaluateParams(InferenceParams):
     batch_size: int = Field(ge=1)
-    threshold: Float = Field(gt=0, lt=1, description="probability above which a pixel is car")
 
 
-class RenderMasksParams(Group):
+class RenderMasksParams(InferenceParams):
     images: str | None = Field(description="null: the val photos; or a folder of .jpg/.jpeg/.png photos")
-    threshold: Float = Field(gt=0, lt=1, description="probability above which a pixel is car")
     worst_cases: int = Field(ge=1, description="overlays in the contact sheet")
     overlay_width: int = Field(ge=32, description="overlay width in pixels")
 

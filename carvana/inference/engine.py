@@ -19,6 +19,7 @@ import numpy as np
 from carvana.core.errors import CarvanaError
 from carvana.data.resize import load_photo_sized
 from carvana.inference.photos import Photo
+from carvana.inference.refine import guided
 from carvana.inference.segmenter import Segmenter, upsample
 from carvana.inference.writers import Prediction, Writer
 
@@ -41,9 +42,11 @@ def predict(
     batch_size: int = 16,
     threads: int = 2,
     on_error: OnError = "stop",
+    refine: int = 0,
 ) -> Iterator[Outcome]:
     """Yield every photo's outcome, in order. A photo that fails (CarvanaError) stops the run, or with
-    on_error="skip" is reported and left out; either way the writers finish or abort cleanly."""
+    on_error="skip" is reported and left out; either way the writers finish or abort cleanly. With `refine` > 0
+    the upsampled probabilities are refined by a guided filter of that radius (carvana.inference.refine)."""
     pool = ThreadPoolExecutor(threads, thread_name_prefix="predict")
     remaining = iter(photos)
     batches = iter(lambda: list(islice(remaining, batch_size)), [])
@@ -80,7 +83,7 @@ def predict(
                 probabilities = segmenter.probabilities(np.stack([image for _, _, image in ready]))
                 writing.append(
                     [
-                        (photo, pool.submit(write, photo, size, probability, threshold, writers))
+                        (photo, pool.submit(write, photo, size, probability, threshold, refine, writers))
                         for (photo, size, _), probability in zip(ready, probabilities)
                     ]
                 )
@@ -103,9 +106,16 @@ def decode(photo: Photo, size: tuple[int, int]) -> tuple[tuple[int, int], np.nda
 
 
 def write(
-    photo: Photo, size: tuple[int, int], probability: np.ndarray, threshold: float, writers: Sequence[Writer]
+    photo: Photo,
+    size: tuple[int, int],
+    probability: np.ndarray,
+    threshold: float,
+    refine: int,
+    writers: Sequence[Writer],
 ) -> list[Any]:
     prediction = Prediction(photo, upsample(probability, size), threshold)
+    if refine:
+        prediction.probability = guided(prediction.probability, prediction.rgb, refine)
     return [writer.write(prediction) for writer in writers]
 
 
