@@ -1,15 +1,15 @@
-"""Full-resolution inference: the render_masks stage's per-photo path against bare decoding of the same JPEGs.
+"""Full-resolution inference: the render_masks stage's path against bare decoding of the same JPEGs.
 
-`render_photo` decodes the 1918x1280 photo, predicts at the model's resolution, upsamples and thresholds the
-probabilities, writes the Kaggle mask GIF, scores it against the true mask and writes the overlay PNG. Decoding
-the JPEG is work no render can skip, so render rate / decode rate is the share of the render time spent
-decoding: 1.0 would mean everything after the decode is free. The weights are untrained and the rate barely
-depends on them: an untrained net predicts little or no car, whose mask GIF writes ~2 ms faster than a real car's.
+The stage runs the prediction engine with two writers: each 1918x1280 photo is decoded at the model's
+resolution, predicted, its probabilities upsampled and thresholded, the Kaggle mask GIF written, the photo
+decoded again at full size for the overlay PNG, scored against its true mask. Here with one worker thread, so it
+compares with one thread decoding. Decoding the JPEG is work no render can skip, so render rate / decode rate is
+the share of the render time spent decoding: 1.0 would mean everything after the decode is free. The weights are
+untrained and the rate barely depends on them: an untrained net predicts little or no car, whose mask GIF writes
+~2 ms faster than a real car's.
 """
 
 from pathlib import Path
-
-import torch
 
 from benchmarks.dataset import photo_size
 from benchmarks.measure import best_rates
@@ -17,37 +17,30 @@ from benchmarks.recipes import Recipe
 from benchmarks.report import Row, quantity
 from carvana.data.imageio import read_image
 from carvana.data.layout import image_path, mask_path
-from carvana.model.checkpoint import save_checkpoint
-from carvana.inference.segmenter import Segmenter
-from carvana.model.unet import UNet
-from carvana.render_masks import Photo, render_photo
+from carvana.inference.engine import predict
+from carvana.inference.photos import Photo
+from carvana.inference.segmenter import TorchSegmenter
+from carvana.inference.writers import MaskGifs
+from carvana.render_masks import Overlays
 
 
 def measure(recipe: Recipe, root: Path, ids: list[str], work: Path, repeats: int, min_seconds: float) -> Row:
-    params = recipe.params
-    torch.manual_seed(params.seed)
-    model_config = {"in_channels": 3, "out_channels": 1, "features": list(params.train.model.features)}
-    checkpoint = work / "untrained.pt"
-    state = {"model_config": model_config, "image_size": list(recipe.size), "model": UNet(**model_config).state_dict()}
-    save_checkpoint(checkpoint, state)
-    segmenter = Segmenter(checkpoint)
-    photos = [Photo(i, image_path(root, i), mask_path(root, i)) for i in ids]
+    segmenter = TorchSegmenter(recipe.untrained_checkpoint(work / "untrained.pt"))
+    photos = [Photo(i, str(image_path(root, i)), image_path(root, i)) for i in ids]
+    truths = {i: mask_path(root, i) for i in ids}
     masks_dir, overlays_dir = work / "masks", work / "overlays"
-    masks_dir.mkdir(exist_ok=True)
-    overlays_dir.mkdir(exist_ok=True)
-    cfg = params.render_masks
+    cfg = recipe.params.render_masks
 
-    def render() -> int:
-        for photo in photos:
-            render_photo(segmenter, photo, cfg.threshold, cfg.overlay_width, masks_dir, overlays_dir)
-        return len(photos)
+    def render(batch: list[Photo] = photos) -> int:
+        writers = [MaskGifs(masks_dir), Overlays(overlays_dir, truths, cfg.overlay_width)]
+        return sum(1 for _ in predict(batch, segmenter, writers, cfg.threshold, threads=1))
 
     def decode() -> int:
         for photo in photos:
             read_image(photo.path)
         return len(photos)
 
-    render_photo(segmenter, photos[0], cfg.threshold, cfg.overlay_width, masks_dir, overlays_dir)  # warm-up
+    render(photos[:1])  # warm-up
     rendered, decoded = best_rates([render, decode], repeats, min_seconds)
     height, width = photo_size(root, ids[0])
     return Row(

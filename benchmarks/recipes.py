@@ -1,11 +1,15 @@
 """The two recipes measured: params.yaml's defaults and the original tutorial's `seed` preset."""
 
 from dataclasses import dataclass
+from pathlib import Path
 
+import torch
 import yaml
 
 from benchmarks.dataset import REPO
 from carvana.core.params import Params, parse
+from carvana.model.checkpoint import save_checkpoint
+from carvana.model.unet import UNet
 from carvana.preset import load_preset, merged
 
 SEED_STEPS = 2  # the seed recipe trains at about 0.7 img/s on a 2-core CPU: 2 batches of 16 take ~45 s
@@ -25,6 +29,15 @@ class Recipe:
     def network(self) -> str:
         features = "-".join(map(str, self.params.train.model.features))
         return f"{self.name} {features} U-Net at {self.size[0]}x{self.size[1]}"
+
+    def untrained_checkpoint(self, path: Path) -> Path:
+        """The recipe's network with seeded random weights, saved as a checkpoint at its image size. Inference
+        rates barely depend on the weights."""
+        torch.manual_seed(self.params.seed)
+        config = {"in_channels": 3, "out_channels": 1, "features": list(self.params.train.model.features)}
+        state = {"model_config": config, "image_size": list(self.size), "model": UNet(**config).state_dict()}
+        save_checkpoint(path, state)
+        return path
 
     def shrunk(self, size: tuple[int, int], batch_size: int, steps: int) -> "Recipe":
         """The same network at a smaller size and batch, for smoke runs."""
