@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import inference, input_pipeline, preparation, processes, training
+from benchmarks import inference, input_pipeline, onnx_runtime, preparation, processes, training
 from benchmarks.dataset import default_data, photo_size, pick_ids, prepared_arrays
 from benchmarks.recipes import recipes
 from benchmarks.report import LEGEND, machine, table
@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
             training.measure(seed, prepared_arrays(root, ids, seed.size, work), *timing),
             processes.measure(default, prepared_arrays(root, ids, default.size, work), work, *timing),
             inference.measure(default, root, ids, work, *timing),
+            onnx_runtime.measure(default, prepared_arrays(root, ids, default.size, work)[0], work, *timing),
         ]
 
     report = f"{header}\n\n{table(rows)}\n\n{LEGEND}\n"

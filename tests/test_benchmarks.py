@@ -20,6 +20,7 @@ ROWS = (
     "training: end to end vs model-only (seed ",
     "training: 2 torchrun processes vs 1",
     "inference: render_masks",
+    "inference: onnxruntime vs torch",
 )
 
 
