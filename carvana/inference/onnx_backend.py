@@ -16,6 +16,8 @@ EXPORT_HINT = "export it with `python -m carvana.export --onnx FILE --model CHEC
 
 
 class OnnxSegmenter:
+    """A model exported by carvana.export, run with onnxruntime's CPU provider."""
+
     def __init__(self, path: Path, batch_size: int = 16) -> None:
         onnxruntime = require("onnxruntime")
         try:
