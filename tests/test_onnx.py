@@ -93,7 +93,7 @@ def val_photos(workspace: Workspace) -> tuple[list[str], np.ndarray]:
 
 
 @pytest.mark.e2e
-def test_the_file_holds_the_size_the_opset_and_a_dynamic_batch(workspace, exported):
+def test_the_file_holds_the_size_the_opset_and_a_dynamic_batch(exported):
     model = onnx.load(exported)
     assert {entry.domain: entry.version for entry in model.opset_import}[""] == OPSET
     metadata = {prop.key: prop.value for prop in model.metadata_props}
