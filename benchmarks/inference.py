@@ -71,7 +71,7 @@ def measure_masks(
 
     def milesial() -> int:
         for photo in photos:
-            milesial_mask(segmenter.model, segmenter.size, photo.path, out / f"{photo.image_id}_mask.gif")
+            milesial_mask(segmenter.model.unet, segmenter.size, photo.path, out / f"{photo.image_id}_mask.gif")
         return len(photos)
 
     engine()  # warm-up

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import inference, input_pipeline, preparation, processes, training
+from benchmarks import inference, input_pipeline, onnx_runtime, preparation, processes, training
 from benchmarks.dataset import default_data, photo_size, pick_ids, prepared_arrays
 from benchmarks.recipes import recipes
 from benchmarks.report import LEGEND, machine, table
@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
             inference.measure_masks(default, root, ids, checkpoint, work, *timing),
             inference.measure_render(default, root, ids, checkpoint, work, *timing),
             inference.measure_memory(root, ids, checkpoint, work),
+            onnx_runtime.measure(default, default_arrays[0], checkpoint, *timing),
         ]
 
     report = f"{header}\n\n{table(rows)}\n\n{LEGEND}\n"

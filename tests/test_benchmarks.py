@@ -22,6 +22,7 @@ ROWS = (
     "inference: predict --masks vs a milesial-style loop",
     "render_masks: the engine vs its previous",
     "inference: peak memory of predict",
+    "inference: onnxruntime vs torch",
 )
 
 

@@ -15,9 +15,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from carvana.core.errors import CarvanaError
-from carvana.core.outputs import checkpoint_path
+from carvana.core.outputs import checkpoint_path, read_run_id
 from carvana.core.paths import project_root
 from carvana.tracking.registry import CHAMPION, MODEL_NAME
+from carvana.tracking.runs import run_exists
 from carvana.tracking.store import tracking_uri
 
 DEFAULT = f"models:/{MODEL_NAME}@{CHAMPION}"
@@ -26,7 +27,7 @@ RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 def default_reference() -> str:
     """The champion if a store is reachable and has one, else the workspace's best checkpoint."""
-    if os.environ.get("MLFLOW_TRACKING_URI") or (project_root() / "mlruns" / "mlflow.db").exists():
+    if store_configured():
         try:
             run_of(DEFAULT)
             return DEFAULT
@@ -35,9 +36,14 @@ def default_reference() -> str:
     return str(checkpoint_path("best.pt"))
 
 
+def store_configured() -> bool:
+    """A tracking server is set, or the local store exists (looking a run up in it must not create it)."""
+    return bool(os.environ.get("MLFLOW_TRACKING_URI")) or (project_root() / "mlruns" / "mlflow.db").exists()
+
+
 def local_file(reference: str) -> Path:
     """The checkpoint (or exported model) file `reference` names, downloaded from MLflow if need be."""
-    if reference.startswith("models:/") or RUN_ID.match(reference):
+    if names_a_run(reference):
         run_id = run_of(reference)
         try:
             return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="checkpoints/best.pt"))
@@ -50,6 +56,11 @@ def local_file(reference: str) -> Path:
             "(or another models:/ URI) or a run id"
         )
     return path
+
+
+def names_a_run(reference: str) -> bool:
+    """A models:/ URI or a run id, rather than a file."""
+    return reference.startswith("models:/") or bool(RUN_ID.match(reference))
 
 
 def run_of(reference: str) -> str:
@@ -68,3 +79,19 @@ def run_of(reference: str) -> str:
         raise CarvanaError(
             f"--model {reference}: not found in the tracking store {tracking_uri()} ({error.message})"
         ) from None
+
+
+def trained_by(reference: str) -> str | None:
+    """The MLflow run that trained the model `reference` names, if the store holds it: the run of a models:/ URI
+    or run id, or for this workspace's best checkpoint the run in stages/train/mlflow_run.json. None otherwise
+    (any other file, or a workspace whose run is not in this store)."""
+    if names_a_run(reference):
+        return run_of(reference)
+    if Path(reference).expanduser().resolve() != checkpoint_path("best.pt").resolve() or not store_configured():
+        return None
+    try:
+        run_id = read_run_id()
+    except CarvanaError:
+        return None
+    mlflow.set_tracking_uri(tracking_uri())
+    return run_id if run_exists(run_id) else None

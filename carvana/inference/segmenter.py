@@ -1,12 +1,14 @@
 """A trained model as a segmenter: photos at the model's resolution in, car probabilities out; and probabilities
 upsampled to any size (Kaggle scored masks at the photo's original resolution: upsample first, threshold after)."""
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 import cv2
 import numpy as np
 import torch
+from torch import nn
 
 from carvana.data.resize import resize_photo
 from carvana.model.checkpoint import build_model, load_checkpoint
@@ -20,24 +22,41 @@ class Segmenter(Protocol):
         ...
 
 
+class PhotoProbabilities(nn.Module):
+    """A U-Net on photos as decoded: (N, H, W, 3) uint8 RGB -> (N, H, W) float32 car probabilities.
+    What TorchSegmenter runs and what the ONNX export holds, so both backends do the very same arithmetic."""
+
+    def __init__(self, unet: nn.Module) -> None:
+        super().__init__()
+        self.unet = unet
+        self.eval()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.unet(images.permute(0, 3, 1, 2).float() / 255))[:, 0]
+
+
 class TorchSegmenter:
     """A checkpoint run with PyTorch."""
 
     def __init__(self, checkpoint_path: Path, device: torch.device | str = "cpu", batch_size: int = 16) -> None:
         checkpoint = load_checkpoint(checkpoint_path, device)
         self.device = torch.device(device)
-        self.model = build_model(checkpoint, checkpoint_path, self.device)
+        self.model = PhotoProbabilities(build_model(checkpoint, checkpoint_path, self.device))
         self.size: tuple[int, int] = tuple(checkpoint["image_size"])
         self.batch_size = batch_size
 
-    @torch.no_grad()
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        chunks = []
-        for start in range(0, len(images), self.batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(images[start : start + self.batch_size])).to(self.device)
-            batch = batch.permute(0, 3, 1, 2).float().div_(255)
-            chunks.append(torch.sigmoid(self.model(batch))[:, 0].float().cpu().numpy())
-        return np.concatenate(chunks)
+        return in_batches(self.run, images, self.batch_size)
+
+    @torch.no_grad()
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.model(torch.from_numpy(batch).to(self.device)).cpu().numpy()
+
+
+def in_batches(run: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch_size: int) -> np.ndarray:
+    """run() on `batch_size` images at a time (contiguous), its results concatenated."""
+    starts = range(0, len(images), batch_size)
+    return np.concatenate([run(np.ascontiguousarray(images[start : start + batch_size])) for start in starts])
 
 
 class FlipAveraged:

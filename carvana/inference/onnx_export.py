@@ -1,0 +1,96 @@
+"""A checkpoint's U-Net as one self-contained ONNX file, and that file logged to the model's MLflow run.
+
+The graph is the `Segmenter` protocol as a file: input `images`, (N, H, W, 3) uint8 RGB photos at the model's size
+as decoded; output `probabilities`, (N, H, W) float32 car probabilities (the scaling to [0, 1] and the sigmoid
+are in the graph). N is a dynamic axis (`batch`); H and W are fixed at the checkpoint's image size, which the
+file's metadata_props hold as `image_height` and `image_width`: onnxruntime and the file are all it takes to run.
+
+Opset 20, pinned: what torch 2.13's exporter (torch.export-based, `dynamo=True`) writes natively, so no version
+conversion runs; onnxruntime reads it from 1.17 on. The weights are inside the file (no external .data file).
+"""
+
+import importlib
+import logging
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from mlflow.tracking import MlflowClient
+
+from carvana.core.atomic import atomic_write
+from carvana.core.errors import CarvanaError
+from carvana.inference.segmenter import PhotoProbabilities
+from carvana.model.checkpoint import build_model, load_checkpoint
+from carvana.tracking.store import tracking_uri
+
+OPSET = 20
+INPUT, OUTPUT = "images", "probabilities"
+SIZE_KEYS = ("image_height", "image_width")
+ARTIFACT_DIR, ARTIFACT_NAME = "onnx", "model.onnx"
+EXAMPLE_BATCH = 2  # torch.export fixes every dimension of size 1 in the example input
+
+
+def export_onnx(checkpoint_path: Path, out: Path) -> tuple[int, int]:
+    """Write the checkpoint's model to `out` as ONNX, whole or not at all; returns its image size (height, width)."""
+    require("onnxscript")  # torch's exporter imports it (and onnx) on first use
+    checkpoint = load_checkpoint(checkpoint_path)
+    size = tuple(checkpoint["image_size"])
+    model = PhotoProbabilities(build_model(checkpoint, checkpoint_path))
+    # exported inside the write: an output that cannot be written fails at once, not after the export's seconds
+    atomic_write(out, lambda tmp: onnx_program(model, size).save(tmp, external_data=False))
+    return size
+
+
+def onnx_program(model: PhotoProbabilities, size: tuple[int, int]) -> torch.onnx.ONNXProgram:
+    example = torch.zeros((EXAMPLE_BATCH, *size, 3), dtype=torch.uint8)
+    with quiet_exporter():
+        program = torch.onnx.export(
+            model,
+            (example,),
+            dynamo=True,
+            opset_version=OPSET,
+            input_names=[INPUT],
+            output_names=[OUTPUT],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            verbose=False,
+        )
+    program.model.metadata_props.update(zip(SIZE_KEYS, map(str, size)))
+    return program
+
+
+@contextmanager
+def quiet_exporter() -> Iterator[None]:
+    """No exporter chatter on stderr: its notes on torchvision ops it skips and torch's own deprecation warnings."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def require(module: str) -> ModuleType:
+    """An import of the optional `onnx` extra, or one line saying how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError:
+        raise CarvanaError(
+            f"{module} is not installed; ONNX export and the onnxruntime backend need the onnx extra: "
+            'pip install -c constraints.txt -e ".[onnx]"'
+        ) from None
+
+
+def log_onnx(path: Path, run_id: str) -> str:
+    """Log the exported file to the run as onnx/model.onnx, whatever the file's own name; returns that path."""
+    with tempfile.TemporaryDirectory(prefix="carvana-onnx-") as scratch:
+        named = Path(scratch) / ARTIFACT_NAME
+        named.symlink_to(path.resolve())  # MLflow copies (or uploads) the file the link points to
+        MlflowClient(tracking_uri()).log_artifact(run_id, str(named), ARTIFACT_DIR)
+    return f"{ARTIFACT_DIR}/{ARTIFACT_NAME}"
