@@ -25,7 +25,7 @@ from carvana.data.resize import resize_mask
 from carvana.inference.engine import predict
 from carvana.inference.photos import Photo, find_photos
 from carvana.inference.segmenter import FlipAveraged, TorchSegmenter
-from carvana.inference.writers import MaskGifs, PerPhotoFiles, Prediction
+from carvana.inference.writers import MaskGifs, PerPhoto, Prediction
 from carvana.model.allocator import keep_freed_memory
 from carvana.model.device import resolve_device
 from carvana.model.metrics import per_image_scores
@@ -55,7 +55,7 @@ def main() -> None:
         mlflow.log_artifact(str(out / "worst_cases.png"), artifact_path="render_masks")
 
 
-class Overlays(PerPhotoFiles):
+class Overlays(PerPhoto):
     """<id>.png: the prediction tinted over the photo, scaled to `width`; with a true mask, the errors in colour.
     Returns the photo's dice against its true mask (None without one)."""
 

@@ -25,7 +25,6 @@ from carvana.core.params import Params, flatten, load_params
 from carvana.data.pictures import panels
 from carvana.inference.scoring import full_res_scores
 from carvana.model.allocator import keep_freed_memory
-from carvana.model.checkpoint import build_model, load_checkpoint
 from carvana.model.device import memory_format, resolve_device
 from carvana.model.unet import UNet, count_parameters
 from carvana.tracking import registry
@@ -150,7 +149,7 @@ def train(params: Params, device: torch.device, ranks: distributed.Ranks) -> Non
                 say(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"))
             distributed.barrier()
         if ranks.main:
-            publish(progress, run, size, device)
+            publish(progress, run, val_split.images[0])
     if ranks.main:
         progress.discard()
     distributed.barrier()
@@ -192,8 +191,9 @@ def log_panels(val_set: SegmentationArrays, preds: np.ndarray, count: int, epoch
         mlflow.log_image(grid, key="val_panels", step=epoch)
 
 
-def publish(progress: Progress, run: mlflow.ActiveRun, size: tuple[int, int], device: torch.device) -> None:
-    """The finished training's checkpoints, metrics and plots into stages/train/, and into its MLflow run."""
+def publish(progress: Progress, run: mlflow.ActiveRun, example: np.ndarray) -> None:
+    """The finished training's checkpoints, metrics and plots into stages/train/, and into its MLflow run; the
+    model logged and registered, `example` (a val photo at the model's resolution) as its input example."""
     with atomic_dir(checkpoint_path().parent) as checkpoints:
         progress.publish(checkpoints)
     mlflow.log_artifacts(str(checkpoint_path().parent), artifact_path="checkpoints")
@@ -210,8 +210,7 @@ def publish(progress: Progress, run: mlflow.ActiveRun, size: tuple[int, int], de
             (plots / f"{name}.tsv").write_text("\n".join(lines) + "\n")
     mlflow.log_metrics({f"best_{k}": v for k, v in best.items() if k != "epoch"})
     write_run_file(run.info.run_id, run.info.experiment_id)
-    best_path = checkpoint_path("best.pt")
-    registry.log_model(build_model(load_checkpoint(best_path), best_path, device), size)
+    registry.log_model(checkpoint_path("best.pt"), example)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,12 @@
+import base64
+import io
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -22,6 +27,31 @@ def write_pair(root: Path, image_id: str, size: tuple[int, int] = (48, 64), seed
     (root / "train_masks").mkdir(parents=True, exist_ok=True)
     Image.fromarray(photo).save(root / "train" / f"{image_id}.jpg", quality=95)
     mask_image(mask).save(root / "train_masks" / f"{image_id}_mask.gif", format="GIF")
+
+
+def jpeg_declaring(width: int, height: int) -> bytes:
+    """A small JPEG whose header claims width x height pixels."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), "grey").save(buffer, format="JPEG")
+    data = bytearray(buffer.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), "grey").save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr : ihdr + 17])))
+    return bytes(data)
+
+
+def photo_frame(*photos: Path) -> pd.DataFrame:
+    """What the served model takes: each photo's file bytes, base64-encoded, in column `image`."""
+    return pd.DataFrame({"image": [base64.b64encode(photo.read_bytes()).decode("ascii") for photo in photos]})
 
 
 @pytest.fixture

@@ -2,13 +2,11 @@
 nothing half-written under stages/. Inputs that are not wrong (a .JPG photo, a 16-bit PNG, a last batch of one)
 just work."""
 
-import io
 import os
 import pickle
 import shutil
 import struct
 import zipfile
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import write_pair
+from conftest import jpeg_declaring, png_declaring, write_pair
 from PIL import Image
 from pipeline_workspace import Workspace
 
@@ -56,26 +54,6 @@ def tiny_dataset(folder: Path, cars: tuple[str, ...] = (CAR, "0bbbbbbbbbbb", "0c
         for view in (1, 2):
             write_pair(folder, f"{car}_{view:02d}")
     return folder
-
-
-def jpeg_declaring(width: int, height: int) -> bytes:
-    """A small JPEG whose header claims width x height pixels."""
-    buffer = io.BytesIO()
-    Image.new("RGB", (16, 16), "grey").save(buffer, format="JPEG")
-    data = bytearray(buffer.getvalue())
-    sof = data.index(b"\xff\xc0")
-    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
-    return bytes(data)
-
-
-def png_declaring(width: int, height: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (16, 16), "grey").save(buffer, format="PNG")
-    data = bytearray(buffer.getvalue())
-    ihdr = data.index(b"IHDR")
-    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
-    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr : ihdr + 17])))
-    return bytes(data)
 
 
 def zip_of(folder: Path, archive: Path, extra: dict[str, bytes] | None = None) -> Path:

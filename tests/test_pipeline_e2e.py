@@ -2,15 +2,18 @@
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import photo_frame
 from mlflow.tracking import MlflowClient
 from PIL import Image
 from pipeline_workspace import Workspace
 
 from carvana.data.layout import car_of
+from carvana.inference import rle
 from carvana.model.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.e2e
@@ -114,21 +117,21 @@ def test_one_mlflow_run_holds_everything(workspace):
     }
     assert "render_masks/worst_cases.png" in {a.path for a in client.list_artifacts(run_id, "render_masks")}
     models = client.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'")
-    assert len(models) == 1 and models[0].name == "model"
+    assert sorted(model.name for model in models) == ["model", "unet"]
 
 
-def test_logged_model_predicts(workspace):
+def test_the_pytorch_model_in_the_run_predicts(workspace):
     import mlflow
 
     client, found = runs(workspace)
+    (model,) = client.search_logged_models([found[0].info.experiment_id], filter_string="name = 'unet'")
     mlflow.set_tracking_uri(workspace.tracking_uri)
-    model = client.search_logged_models([found[0].info.experiment_id])[0]
     loaded = mlflow.pytorch.load_model(model.model_uri)
     for batch in (1, 3):
         assert loaded(torch.zeros(batch, 3, 32, 48)).shape == (batch, 1, 32, 48)
 
 
-def test_model_is_registered_and_the_champion_loads(workspace):
+def test_the_registered_champion_takes_photos_and_ships_its_code(workspace):
     import mlflow
 
     client, found = runs(workspace)
@@ -136,8 +139,17 @@ def test_model_is_registered_and_the_champion_loads(workspace):
     assert version.run_id == found[0].info.run_id
     assert client.get_model_version_by_alias("carvana-unet", "champion").version == version.version
     mlflow.set_tracking_uri(workspace.tracking_uri)
-    champion = mlflow.pytorch.load_model("models:/carvana-unet@champion")
-    assert champion(torch.zeros(1, 3, 32, 48)).shape == (1, 1, 32, 48)
+    model_dir = Path(mlflow.artifacts.download_artifacts("models:/carvana-unet@champion"))
+    assert (model_dir / "code/carvana/inference/serving.py").is_file()
+    assert (model_dir / "artifacts/best.pt").read_bytes() == (
+        workspace.root / "stages/train/checkpoints/best.pt"
+    ).read_bytes()
+    photo = min((workspace.root / "stages/download/train").glob("*.jpg"))
+    champion = mlflow.pyfunc.load_model("models:/carvana-unet@champion")
+    answer = champion.predict(photo_frame(photo))
+    assert list(answer.columns) == ["rle", "width", "height"]
+    assert (answer["width"][0], answer["height"][0]) == (240, 160)
+    assert rle.decode(answer["rle"][0], (160, 240)).any()
 
 
 def test_dvc_plots_render_curves_and_overlays(workspace):

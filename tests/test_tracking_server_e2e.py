@@ -18,8 +18,7 @@ from typing import Any
 import mlflow
 import psutil
 import pytest
-import torch
-from conftest import REPO
+from conftest import REPO, photo_frame
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from pipeline_workspace import Workspace
@@ -210,10 +209,12 @@ def test_the_champion_is_the_better_run_and_loads_through_the_server(
     assert client.get_model_version_by_alias("carvana-unet", "champion").run_id == best.info.run_id
     mlflow.set_tracking_uri(server.url)
     try:
-        champion = mlflow.pytorch.load_model("models:/carvana-unet@champion")
+        champion = mlflow.pyfunc.load_model("models:/carvana-unet@champion")
     finally:
         mlflow.set_tracking_uri(None)
-    assert champion(torch.zeros(1, 3, 32, 48)).shape == (1, 1, 32, 48)
+    photo = min((clones[0].root / "stages/download/train").glob("*.jpg"))
+    answer = champion.predict(photo_frame(photo))
+    assert (answer["width"][0], answer["height"][0]) == (240, 160) and answer["rle"][0]
 
 
 def test_nothing_lands_in_the_clones_local_store(clones: tuple[Workspace, Workspace]) -> None:

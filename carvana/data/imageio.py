@@ -38,6 +38,11 @@ def open_image(source: Path | BinaryIO, what: str = "image", name: str | None = 
             f"{name}: the {what} declares more than {Image.MAX_IMAGE_PIXELS:,} pixels (a corrupt header or a "
             "decompression bomb); replace or remove the file"
         ) from None
+    except Image.UnidentifiedImageError:  # its message names a file object by its repr
+        raise CarvanaError(
+            f"{name}: cannot decode {what} (not in a format Pillow reads: JPEG, PNG, GIF, WebP, ...); replace or "
+            "remove the file"
+        ) from None
     except (OSError, SyntaxError, ValueError) as error:
         raise CarvanaError(f"{name}: cannot decode {what} ({error}); replace or remove the file") from error
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from carvana.core.errors import CarvanaError
 from carvana.data.resize import load_photo_sized
-from carvana.inference.photos import Photo
+from carvana.inference.photos import AnyPhoto
 from carvana.inference.refine import guided
 from carvana.inference.segmenter import Segmenter, upsample
 from carvana.inference.writers import Prediction, Writer
@@ -29,13 +29,13 @@ OnError = Literal["stop", "skip"]
 
 @dataclass
 class Outcome:
-    photo: Photo
+    photo: AnyPhoto
     values: list[Any] = field(default_factory=list)  # what each writer returned, in the order of `writers`
     error: str | None = None
 
 
 def predict(
-    photos: Iterable[Photo],
+    photos: Iterable[AnyPhoto],
     segmenter: Segmenter,
     writers: Sequence[Writer],
     threshold: float = 0.5,
@@ -50,15 +50,15 @@ def predict(
     pool = ThreadPoolExecutor(threads, thread_name_prefix="predict")
     remaining = iter(photos)
     batches = iter(lambda: list(islice(remaining, batch_size)), [])
-    decoding: deque[list[tuple[Photo, Future]]] = deque()
-    writing: deque[list[tuple[Photo, Future]]] = deque()
+    decoding: deque[list[tuple[AnyPhoto, Future]]] = deque()
+    writing: deque[list[tuple[AnyPhoto, Future]]] = deque()
 
     def decode_next() -> None:
         batch = next(batches, None)
         if batch:
             decoding.append([(photo, pool.submit(decode, photo, segmenter.size)) for photo in batch])
 
-    def finish(batch: list[tuple[Photo, Future]]) -> Iterator[Outcome]:
+    def finish(batch: list[tuple[AnyPhoto, Future]]) -> Iterator[Outcome]:
         for photo, future in batch:
             values, error = result_or_error(future, on_error)
             if error is None:
@@ -101,12 +101,12 @@ def predict(
         writer.close()
 
 
-def decode(photo: Photo, size: tuple[int, int]) -> tuple[tuple[int, int], np.ndarray]:
+def decode(photo: AnyPhoto, size: tuple[int, int]) -> tuple[tuple[int, int], np.ndarray]:
     return load_photo_sized(photo.open(), size, name=photo.name)
 
 
 def write(
-    photo: Photo,
+    photo: AnyPhoto,
     size: tuple[int, int],
     probability: np.ndarray,
     threshold: float,

@@ -9,7 +9,7 @@ import glob
 import io
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -31,6 +31,21 @@ class Photo:
         if self.member is None:
             return self.path
         return io.BytesIO(opened_zip(self.path).read(self.member))
+
+
+@dataclass(frozen=True)
+class EncodedPhoto:
+    """A photo that arrived as bytes (a row of a request to the served model), not as a file."""
+
+    image_id: str
+    name: str  # for messages: where in the request it is
+    data: bytes = field(repr=False)
+
+    def open(self) -> BinaryIO:
+        return io.BytesIO(self.data)
+
+
+AnyPhoto = Photo | EncodedPhoto
 
 
 @functools.lru_cache(maxsize=8)

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 from PIL import Image, ImageColor
@@ -20,14 +20,14 @@ from carvana.core.atomic import atomic_write, prepared_parent, temp_prefix
 from carvana.core.errors import CarvanaError
 from carvana.data.imageio import mask_image, read_image
 from carvana.inference import rle
-from carvana.inference.photos import Photo
+from carvana.inference.photos import AnyPhoto
 
 SOFT_EDGE = 0.5  # cut-out alpha ramps from transparent to opaque over this span of probability around the threshold
 
 
 @dataclass
 class Prediction:
-    photo: Photo
+    photo: AnyPhoto
     probability: np.ndarray  # (height, width) float32 at the photo's own size
     threshold: float
 
@@ -50,17 +50,17 @@ class Prediction:
 class Writer(Protocol):
     def write(self, prediction: Prediction) -> Any: ...
 
-    def collect(self, photo: Photo, value: Any) -> None: ...
+    def collect(self, photo: AnyPhoto, value: Any) -> None: ...
 
     def close(self) -> None: ...
 
     def abort(self) -> None: ...
 
 
-class PerPhotoFiles:
-    """Writers whose outputs are one file per photo, each complete when it appears."""
+class PerPhoto:
+    """Writers of one output per photo (a file, complete when it appears, or a value), with nothing to finish."""
 
-    def collect(self, photo: Photo, value: Any) -> None:
+    def collect(self, photo: AnyPhoto, value: Any) -> None:
         pass
 
     def close(self) -> None:
@@ -70,7 +70,7 @@ class PerPhotoFiles:
         pass
 
 
-class MaskGifs(PerPhotoFiles):
+class MaskGifs(PerPhoto):
     """<id>_mask.gif at the photo's size: Kaggle's palette GIF, values 0/1."""
 
     def __init__(self, folder: Path) -> None:
@@ -81,21 +81,26 @@ class MaskGifs(PerPhotoFiles):
         atomic_write(path, lambda tmp: mask_image(prediction.mask).save(tmp, format="GIF"))
 
 
-class Cutouts(PerPhotoFiles):
+class Cutouts(PerPhoto):
     """<id>.png (or .webp): the car opaque, the background transparent."""
 
     def __init__(self, folder: Path, hard: bool, image_format: str = "png") -> None:
         self.folder, self.hard, self.format = folder, hard, image_format
 
     def write(self, prediction: Prediction) -> None:
-        alpha = (prediction.alpha(self.hard) * 255).round().astype(np.uint8)
-        image = Image.fromarray(np.dstack([prediction.rgb, alpha]))
         path = self.folder / f"{prediction.photo.image_id}.{self.format}"
-        # zlib level 1: a third of the default's encoding time for a few percent more bytes
-        atomic_write(path, lambda tmp: image.save(tmp, format=self.format.upper(), compress_level=1))
+        atomic_write(path, lambda tmp: save_cutout(prediction, self.hard, tmp, self.format))
 
 
-class Backgrounds(PerPhotoFiles):
+def save_cutout(prediction: Prediction, hard: bool, target: Path | BinaryIO, image_format: str = "png") -> None:
+    """The photo with the car opaque and the background transparent, as RGBA PNG (or WebP) into `target`."""
+    alpha = (prediction.alpha(hard) * 255).round().astype(np.uint8)
+    image = Image.fromarray(np.dstack([prediction.rgb, alpha]))
+    # zlib level 1: a third of the default's encoding time for a few percent more bytes
+    image.save(target, format=image_format.upper(), compress_level=1)
+
+
+class Backgrounds(PerPhoto):
     """<id>.jpg: the car composited onto a colour or onto another photo (scaled to cover the frame)."""
 
     def __init__(self, folder: Path, background: str, hard: bool) -> None:
@@ -146,7 +151,7 @@ class Submission:
     def write(self, prediction: Prediction) -> str:
         return rle.encode(prediction.mask)
 
-    def collect(self, photo: Photo, value: Any) -> None:
+    def collect(self, photo: AnyPhoto, value: Any) -> None:
         self.file.write(f"{photo.image_id}.jpg,{value}\n")
 
     def close(self) -> None:

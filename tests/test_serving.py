@@ -1,0 +1,83 @@
+"""The served model's checks and answers, in process on an untrained checkpoint (the HTTP side is
+tests/test_serving_e2e.py)."""
+
+import base64
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import PythonModelContext
+from PIL import Image
+
+from carvana.inference import rle
+from carvana.inference.serving import CHECKPOINT, MAX_PHOTO_BYTES, PhotoSegmenter
+from carvana.model.checkpoint import save_checkpoint
+from carvana.model.unet import UNet
+
+CONFIG = {"in_channels": 3, "out_channels": 1, "features": [4, 8]}
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> PhotoSegmenter:
+    checkpoint = tmp_path_factory.mktemp("model") / "best.pt"
+    save_checkpoint(checkpoint, {"model": UNet(**CONFIG).state_dict(), "model_config": CONFIG, "image_size": [16, 24]})
+    model = PhotoSegmenter()
+    model.load_context(PythonModelContext({CHECKPOINT: str(checkpoint)}, None))
+    return model
+
+
+def jpeg(size: tuple[int, int]) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, "orange").save(buffer, format="JPEG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def frame(*values: object) -> pd.DataFrame:
+    return pd.DataFrame({"image": list(values)})
+
+
+def test_every_photo_gets_a_mask_at_its_own_size(model: PhotoSegmenter) -> None:
+    answer = model.predict(None, frame(jpeg((100, 60)), jpeg((37, 41))))
+    assert answer[["width", "height"]].values.tolist() == [[100, 60], [37, 41]]
+    for row in answer.itertuples():
+        assert rle.decode(row.rle, (row.height, row.width)).shape == (row.height, row.width)
+    assert "cutout" not in answer
+
+
+def test_the_threshold_decides_the_mask(model: PhotoSegmenter) -> None:
+    photo = frame(jpeg((30, 20)))
+    everything = model.predict(None, photo, {"threshold": 1e-9})["rle"][0]
+    nothing = model.predict(None, photo, {"threshold": 1 - 1e-9})["rle"][0]
+    assert (everything, nothing) == ("1 600", "")
+
+
+def test_the_cutout_is_an_rgba_png_of_the_photo(model: PhotoSegmenter) -> None:
+    answer = model.predict(None, frame(jpeg((30, 20))), {"cutout": True, "hard": True})
+    with Image.open(io.BytesIO(base64.b64decode(answer["cutout"][0]))) as cutout:
+        assert (cutout.format, cutout.mode, cutout.size) == ("PNG", "RGBA", (30, 20))
+        alpha = np.asarray(cutout)[..., 3]
+    assert np.array_equal(alpha, rle.decode(answer["rle"][0], (20, 30)) * 255)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("not base64!", "row 1: not base64"),
+        ("é", "row 1: not base64"),
+        (None, "row 1: nan is not a base64 string"),  # pandas turns None in a column of strings into nan
+        (base64.b64encode(b"GIF89a and nothing else").decode(), "row 1: cannot decode image"),
+        ("A" * (MAX_PHOTO_BYTES * 4 // 3 + 4), "row 1: the photo is 20.0 MiB, over the limit of 20 MiB"),
+    ],
+)
+def test_a_bad_row_is_an_invalid_parameter_naming_the_row(model: PhotoSegmenter, bad: object, message: str) -> None:
+    with pytest.raises(MlflowException, match=message) as raised:
+        model.predict(None, frame(jpeg((30, 20)), bad))
+    assert raised.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.0, 1.5])
+def test_a_threshold_outside_zero_to_one_is_refused(model: PhotoSegmenter, threshold: float) -> None:
+    with pytest.raises(MlflowException, match=f"params: threshold is {threshold}; give a probability"):
+        model.predict(None, frame(jpeg((30, 20))), {"threshold": threshold})
