@@ -3,11 +3,8 @@
 Screenshots of each page land in $CARVANA_SCREENSHOTS if set, else in pytest's tmp folder (path printed).
 """
 
-import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +26,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
+from servers import HOST, free_port, start_server, stop
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -75,12 +73,6 @@ def run(workspace: Workspace) -> Run:
     return MlflowClient(tracking_uri=workspace.tracking_uri).get_run(run_id)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def carvana_experiment(url: str) -> dict | None:
     """The server's `carvana` experiment, or None while it does not answer yet."""
     try:
@@ -102,36 +94,18 @@ def wait_for_server(url: str, server: subprocess.Popen, log: Path) -> dict:
     )
 
 
-def stop(server: subprocess.Popen) -> None:
-    """Terminate the server's whole process group (mlflow runs uvicorn as a child), then kill what is left."""
-    with contextlib.suppress(ProcessLookupError):  # the whole group may have exited already
-        os.killpg(server.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        server.wait(timeout=10)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(server.pid, signal.SIGKILL)
-    server.wait()
-
-
 @pytest.fixture(scope="module")
 def server(workspace: Workspace) -> Iterator[str]:
-    url = f"http://127.0.0.1:{free_port()}"
+    url = f"http://{HOST}:{free_port()}"
     log = workspace.root / "mlflow_server.log"
     env = {
         **workspace.env,
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # the GenAI job runner: 7 more processes, unused here
     }
-    with log.open("w") as output:
-        server = subprocess.Popen(
-            [MLFLOW, "server", "--backend-store-uri", workspace.tracking_uri]
-            + ["--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1], "--workers", "1"],
-            cwd=workspace.root,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    argv = [str(MLFLOW), "server", "--backend-store-uri", workspace.tracking_uri]
+    argv += ["--host", HOST, "--port", url.rsplit(":", 1)[1], "--workers", "1"]
+    server = start_server(argv, workspace.root, env, log)
     try:
         experiment = wait_for_server(url, server, log)
         # Another server that grabbed the port first would answer too; this one serves our store.
