@@ -9,7 +9,9 @@ COLUMNS = ("benchmark", "ours", "baseline", "ratio", "target")
 LEGEND = (
     "ratio = ours / baseline. Input pipeline and preparation speed: speed-up (higher is better); training: "
     "end-to-end over model-only rate (1.0 = input pipeline fully hidden); inference: render over bare-decode rate "
-    "(the share of the render path spent decoding the JPEG, 1.0 = nothing else costs); peak memory: lower is better."
+    "(the share of the render path spent decoding the JPEG, 1.0 = nothing else costs); sharing: S3 over directory "
+    "round-trip rate (what going through the S3 protocol costs, here without a network); peak memory: lower is "
+    "better."
 )
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import inference, input_pipeline, preparation, training
-from benchmarks.dataset import default_data, photo_size, pick_ids, prepared_arrays
+from benchmarks import inference, input_pipeline, preparation, sharing, training
+from benchmarks.dataset import default_data, photo_size, pick_ids, prepared_arrays, prepared_folder
 from benchmarks.recipes import recipes
 from benchmarks.report import LEGEND, machine, table
 from carvana.model.allocator import keep_freed_memory
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
             training.measure(default, prepared_arrays(root, ids, default.size, work), *timing),
             training.measure(seed, prepared_arrays(root, ids, seed.size, work), *timing),
             inference.measure(default, root, ids, work, *timing),
+            sharing.measure(root, ids, prepared_folder(root, ids, default.size, work), work, *timing),
         ]
 
     report = f"{header}\n\n{table(rows)}\n\n{LEGEND}\n"

@@ -19,6 +19,7 @@ ROWS = (
     "training: end to end vs model-only (default ",
     "training: end to end vs model-only (seed ",
     "inference: render_masks",
+    "sharing: dvc push + dvc pull",
 )
 
 
