@@ -45,9 +45,15 @@ def photo_size(root: Path, image_id: str) -> tuple[int, int]:
         return image.height, image.width
 
 
-def prepared_arrays(root: Path, ids: list[str], size: tuple[int, int], work: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Photos (N,H,W,3) and masks (N,H,W) at size, prepared once per size by the prepare stage's code, memory-mapped."""
+def prepared_folder(root: Path, ids: list[str], size: tuple[int, int], work: Path) -> Path:
+    """The prepare stage's output for ids at size (images.npy, masks.npy, ids.txt), made once per size by its code."""
     out = work / f"prepared-{size[0]}x{size[1]}"
     if not out.exists():
         prepare_split(root, ids, out, size, workers=os.cpu_count() or 1)
+    return out
+
+
+def prepared_arrays(root: Path, ids: list[str], size: tuple[int, int], work: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Photos (N,H,W,3) and masks (N,H,W) at size, from prepared_folder, memory-mapped."""
+    out = prepared_folder(root, ids, size, work)
     return np.load(out / "images.npy", mmap_mode="r"), np.load(out / "masks.npy", mmap_mode="r")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 
-Work = Callable[[], int]  # does a fixed amount of work and returns how many items it handled
+Work = Callable[[], float]  # does a fixed amount of work and returns how much (items, MiB, ...)
 
 
 @dataclass(frozen=True)

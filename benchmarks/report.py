@@ -11,8 +11,9 @@ COLUMNS = ("benchmark", "ours", "baseline", "ratio", "target")
 LEGEND = (
     "ratio = ours / baseline: the median over alternating rounds, the lowest and highest round in brackets. "
     "Speed rows: higher is better (training end to end over model-only: 1.0 = the input pipeline fully hidden); "
-    "onnxruntime vs torch: above 1, onnxruntime is faster; peak memory: lower is better, and ≈ 1 for a longer run "
-    "means flat memory."
+    "onnxruntime vs torch: above 1, onnxruntime is faster; sharing: S3 over directory round-trip rate (what "
+    "going through the S3 protocol costs, here without a network); peak memory: lower is better, and ≈ 1 for a "
+    "longer run means flat memory."
 )
 
 

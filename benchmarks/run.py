@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import inference, input_pipeline, onnx_runtime, preparation, processes, training
-from benchmarks.dataset import default_data, photo_size, pick_ids, prepared_arrays
+from benchmarks import inference, input_pipeline, onnx_runtime, preparation, processes, sharing, training
+from benchmarks.dataset import default_data, photo_size, pick_ids, prepared_arrays, prepared_folder
 from benchmarks.recipes import recipes
 from benchmarks.report import LEGEND, machine, table
 from carvana.model.allocator import keep_freed_memory
@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> None:
             inference.measure_render(default, root, ids, checkpoint, work, *timing),
             inference.measure_memory(root, ids, checkpoint, work),
             onnx_runtime.measure(default, default_arrays[0], checkpoint, *timing),
+            sharing.measure(root, ids, prepared_folder(root, ids, default.size, work), work, *timing),
         ]
 
     report = f"{header}\n\n{table(rows)}\n\n{LEGEND}\n"

@@ -35,23 +35,13 @@ def deep_update(base: dict[str, Any], overrides: dict[str, Any]) -> None:
             base[key] = value
 
 
-class Workspace:
-    def __init__(
-        self, root: Path, overrides: dict[str, Any] = TINY_PARAMS, extra: dict[str, Any] | None = None
-    ) -> None:
+class Checkout:
+    """A git + DVC repository at root. Commands run in it with the tests' environment (nothing of the developer's
+    own DVC, MLflow or AWS settings), and every one run() finishes is kept in `commands`."""
+
+    def __init__(self, root: Path) -> None:
         self.root = root
-        for name in COPIED:
-            source, target = REPO / name, root / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if source.is_dir():
-                shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-            else:
-                shutil.copy2(source, target)
-        params = yaml.safe_load((root / "params.yaml").read_text())
-        deep_update(params, overrides)
-        deep_update(params, extra or {})
-        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "AWS_"))}
         self.env.update(
             PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
             NO_ALBUMENTATIONS_UPDATE="1",
@@ -61,12 +51,7 @@ class Workspace:
             GIT_COMMITTER_NAME="carvana tests",
             GIT_COMMITTER_EMAIL="tests@carvana.invalid",
         )
-        self.run("git", "init", "-q", "-b", "main")
-        (root / "data").mkdir()  # the committed data.dvc's empty template, as `make data` re-creates it
-        (root / "data" / ".keep").touch()
-        self.run("dvc", "add", "-q", "data")
-        self.run("git", "add", "-A")
-        self.run("git", "commit", "-q", "-m", "tiny pipeline")
+        self.commands: list[subprocess.CompletedProcess] = []
 
     def start(self, *args: str) -> subprocess.Popen:
         """Start a command in its own process group (so the test can signal it and all its children)."""
@@ -82,6 +67,7 @@ class Workspace:
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run(args, cwd=self.root, env=self.env, capture_output=True, text=True)
+        self.commands.append(result)
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
         return result
@@ -92,3 +78,29 @@ class Workspace:
     @property
     def tracking_uri(self) -> str:
         return f"sqlite:///{self.root / 'mlruns' / 'mlflow.db'}"
+
+
+class Workspace(Checkout):
+    """A copy of this repository's pipeline with tiny params, committed in a new git repository."""
+
+    def __init__(
+        self, root: Path, overrides: dict[str, Any] = TINY_PARAMS, extra: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(root)
+        for name in COPIED:
+            source, target = REPO / name, root / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if source.is_dir():
+                shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(source, target)
+        params = yaml.safe_load((root / "params.yaml").read_text())
+        deep_update(params, overrides)
+        deep_update(params, extra or {})
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        self.run("git", "init", "-q", "-b", "main")
+        (root / "data").mkdir()  # the committed data.dvc's empty template, as `make data` re-creates it
+        (root / "data" / ".keep").touch()
+        self.run("dvc", "add", "-q", "data")
+        self.run("git", "add", "-A")
+        self.run("git", "commit", "-q", "-m", "tiny pipeline")

@@ -17,7 +17,7 @@ import torch
 import yaml
 from conftest import jpeg_declaring, png_declaring, write_pair
 from PIL import Image
-from pipeline_workspace import Workspace
+from pipeline_workspace import Checkout, Workspace
 
 from carvana.data.imageio import read_mask
 
@@ -39,7 +39,7 @@ def snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted((root / "stages").rglob("*")) if p.is_file()}
 
 
-def set_param(ws: Workspace, key: str, value: object) -> None:
+def set_param(ws: Checkout, key: str, value: object) -> None:
     params = yaml.safe_load((ws.root / "params.yaml").read_text())
     *groups, last = key.split(".")
     node = params
@@ -92,19 +92,19 @@ def crafted_pickle() -> bytes:
 # --- what each case does to a copy of the base workspace; returns the expected message -----------------------
 
 
-def nan_param(key: str) -> Callable[[Workspace], str]:
-    def breaker(ws: Workspace) -> str:
+def nan_param(key: str) -> Callable[[Checkout], str]:
+    def breaker(ws: Checkout) -> str:
         set_param(ws, key, float("nan"))
         return f"params: `{key}` is nan; it must be a finite number"
 
     return breaker
 
 
-def external_source(ws: Workspace, make: Callable[[Path], Path]) -> None:
+def external_source(ws: Checkout, make: Callable[[Path], Path]) -> None:
     set_param(ws, "download.source", str(make(ws.root.parent / f"{ws.root.name}-source")))
 
 
-def bomb_photo_at_download(ws: Workspace) -> str:
+def bomb_photo_at_download(ws: Checkout) -> str:
     def make(folder: Path) -> Path:
         tiny_dataset(folder)
         (folder / "train" / f"{CAR}_01.jpg").write_bytes(jpeg_declaring(50000, 50000))
@@ -114,11 +114,11 @@ def bomb_photo_at_download(ws: Workspace) -> str:
     return f"train/{CAR}_01.jpg: the image declares more than 89,478,485 pixels"
 
 
-def first_photo(ws: Workspace) -> Path:
+def first_photo(ws: Checkout) -> Path:
     return min((ws.root / "stages/download/train").glob("*.jpg"))
 
 
-def bomb_mask_at_prepare(ws: Workspace) -> str:
+def bomb_mask_at_prepare(ws: Checkout) -> str:
     mask = ws.root / "stages/download/train_masks" / f"{first_photo(ws).stem}_mask.gif"
     gif = bytearray(mask.read_bytes())
     gif[6:10] = struct.pack("<HH", 50000, 50000)
@@ -126,7 +126,7 @@ def bomb_mask_at_prepare(ws: Workspace) -> str:
     return f"{mask.name}: the mask declares more than 89,478,485 pixels"
 
 
-def bomb_photo_at_render(ws: Workspace) -> str:
+def bomb_photo_at_render(ws: Checkout) -> str:
     photos = ws.root / "photos"
     photos.mkdir()
     (photos / "huge.png").write_bytes(png_declaring(50000, 50000))
@@ -135,7 +135,7 @@ def bomb_photo_at_render(ws: Workspace) -> str:
 
 
 def zipped_source(patch: Callable[[Path], None] | None = None, extra: dict[str, bytes] | None = None):
-    def breaker(ws: Workspace) -> None:
+    def breaker(ws: Checkout) -> None:
         def make(folder: Path) -> Path:
             archive = zip_of(tiny_dataset(folder), folder.with_suffix(".zip"), extra)
             if patch:
@@ -147,27 +147,27 @@ def zipped_source(patch: Callable[[Path], None] | None = None, extra: dict[str, 
     return breaker
 
 
-def encrypted_zip(ws: Workspace) -> str:
+def encrypted_zip(ws: Checkout) -> str:
     zipped_source(lambda archive: patch_entry(archive, f"train/{CAR}_02.jpg", flag=0x1))(ws)
     return f"entry train/{CAR}_02.jpg is encrypted. Re-create the archive"
 
 
-def deflate64_zip(ws: Workspace) -> str:
+def deflate64_zip(ws: Checkout) -> str:
     zipped_source(lambda archive: patch_entry(archive, f"train/{CAR}_02.jpg", method=9))(ws)
     return f"entry train/{CAR}_02.jpg uses compression method 9, which Python cannot read"
 
 
-def zip_bomb(ws: Workspace) -> str:
+def zip_bomb(ws: Checkout) -> str:
     zipped_source(extra={"train/0ddddddddddd_01.jpg": bytes(60 * 2**20)})(ws)
     return "entry train/0ddddddddddd_01.jpg expands"
 
 
-def duplicate_zip_entries(ws: Workspace) -> str:
+def duplicate_zip_entries(ws: Checkout) -> str:
     zipped_source(extra={f"train/{CAR}_01.jpg": b"second copy"})(ws)
     return f"entries train/{CAR}_01.jpg and train/{CAR}_01.jpg are the same file"
 
 
-def car_name_with_a_space(ws: Workspace) -> str:
+def car_name_with_a_space(ws: Checkout) -> str:
     def make(folder: Path) -> Path:
         tiny_dataset(folder)
         write_pair(folder, "my car!_01")
@@ -177,25 +177,25 @@ def car_name_with_a_space(ws: Workspace) -> str:
     return "train/my car!_01.jpg is not named <car>_<NN>"
 
 
-def checkpoint_bytes(data: bytes) -> Callable[[Workspace], None]:
-    def breaker(ws: Workspace) -> None:
+def checkpoint_bytes(data: bytes) -> Callable[[Checkout], None]:
+    def breaker(ws: Checkout) -> None:
         (ws.root / "stages/train/checkpoints/best.pt").write_bytes(data)
 
     return breaker
 
 
-def crafted_checkpoint(ws: Workspace) -> str:
+def crafted_checkpoint(ws: Checkout) -> str:
     checkpoint_bytes(crafted_pickle())(ws)
     return "best.pt: not a checkpoint this project wrote (damaged, or holding objects other than tensors"
 
 
-def random_checkpoint(ws: Workspace) -> str:
+def random_checkpoint(ws: Checkout) -> str:
     checkpoint_bytes(np.random.default_rng(0).bytes(5000))(ws)
     return "best.pt: not a checkpoint this project wrote"
 
 
-def checkpoint_edit(edit: Callable[[dict], None]) -> Callable[[Workspace], None]:
-    def breaker(ws: Workspace) -> None:
+def checkpoint_edit(edit: Callable[[dict], None]) -> Callable[[Checkout], None]:
+    def breaker(ws: Checkout) -> None:
         path = ws.root / "stages/train/checkpoints/best.pt"
         checkpoint = torch.load(path, weights_only=True)
         edit(checkpoint)
@@ -204,27 +204,27 @@ def checkpoint_edit(edit: Callable[[dict], None]) -> Callable[[Workspace], None]
     return breaker
 
 
-def checkpoint_without_config(ws: Workspace) -> str:
+def checkpoint_without_config(ws: Checkout) -> str:
     checkpoint_edit(lambda checkpoint: checkpoint.pop("model_config"))(ws)
     return "best.pt: not a carvana checkpoint (no model_config)"
 
 
-def checkpoint_of_another_shape(ws: Workspace) -> str:
+def checkpoint_of_another_shape(ws: Checkout) -> str:
     checkpoint_edit(lambda checkpoint: checkpoint["model_config"].update(features=[8, 16, 32]))(ws)
     return "best.pt: its weights do not fit the model it describes"
 
 
-def run_file_missing(ws: Workspace) -> str:
+def run_file_missing(ws: Checkout) -> str:
     (ws.root / "stages/train/mlflow_run.json").unlink()
     return "stages/train/mlflow_run.json not found; run `dvc repro -f train`"
 
 
-def run_file_corrupt(ws: Workspace) -> str:
+def run_file_corrupt(ws: Checkout) -> str:
     (ws.root / "stages/train/mlflow_run.json").write_text('{"run_id": ')
     return "stages/train/mlflow_run.json is not a run file"
 
 
-def same_stem_photos(ws: Workspace) -> str:
+def same_stem_photos(ws: Checkout) -> str:
     photos = ws.root / "photos"
     photos.mkdir()
     shutil.copy(first_photo(ws), photos / "good_01.jpg")
@@ -236,7 +236,7 @@ def same_stem_photos(ws: Workspace) -> str:
 @dataclass(frozen=True)
 class Case:
     stage: str
-    breaker: Callable[[Workspace], str]
+    breaker: Callable[[Checkout], str]
 
 
 REFUSED = {
@@ -275,16 +275,14 @@ REFUSED = {
 
 
 @pytest.fixture
-def workspace(base: Workspace, tmp_path: Path) -> Workspace:
+def workspace(base: Workspace, tmp_path: Path) -> Checkout:
     """A copy of the base workspace (same git repo, outputs and MLflow store) to break."""
-    copy = Workspace.__new__(Workspace)
-    copy.root, copy.env = tmp_path / "ws", base.env
-    shutil.copytree(base.root, copy.root, symlinks=True)
-    return copy
+    shutil.copytree(base.root, tmp_path / "ws", symlinks=True)
+    return Checkout(tmp_path / "ws")
 
 
 @pytest.mark.parametrize("name", list(REFUSED))
-def test_bad_input_is_refused_in_one_line_and_leaves_nothing(workspace: Workspace, name: str) -> None:
+def test_bad_input_is_refused_in_one_line_and_leaves_nothing(workspace: Checkout, name: str) -> None:
     case = REFUSED[name]
     expected = case.breaker(workspace)
     before = snapshot(workspace.root)
@@ -297,7 +295,7 @@ def test_bad_input_is_refused_in_one_line_and_leaves_nothing(workspace: Workspac
     assert snapshot(workspace.root) == before  # the stage's old outputs are untouched, and nothing was added
 
 
-def test_photos_in_any_jpeg_spelling_are_taken(workspace: Workspace) -> None:
+def test_photos_in_any_jpeg_spelling_are_taken(workspace: Checkout) -> None:
     def make(folder: Path) -> Path:
         tiny_dataset(folder)
         (folder / "train" / f"{CAR}_01.jpg").rename(folder / "train" / f"{CAR}_01.JPG")
@@ -311,7 +309,7 @@ def test_photos_in_any_jpeg_spelling_are_taken(workspace: Workspace) -> None:
     assert (workspace.root / f"stages/download/train/{CAR}_02.jpg").exists()
 
 
-def test_a_16_bit_png_is_rendered_like_its_8_bit_twin(workspace: Workspace) -> None:
+def test_a_16_bit_png_is_rendered_like_its_8_bit_twin(workspace: Checkout) -> None:
     photos = workspace.root / "photos"
     photos.mkdir()
     photo = np.asarray(Image.open(first_photo(workspace)).convert("L"))
@@ -323,13 +321,13 @@ def test_a_16_bit_png_is_rendered_like_its_8_bit_twin(workspace: Workspace) -> N
     assert np.array_equal(read_mask(masks / "sixteen_mask.gif"), read_mask(masks / "eight_mask.gif"))
 
 
-def test_a_last_batch_of_one_is_skipped(workspace: Workspace) -> None:
+def test_a_last_batch_of_one_is_skipped(workspace: Checkout) -> None:
     set_param(workspace, "train.batch_size", 47)  # 48 train images: batches of 47 and 1
     result = workspace.run("python", "-m", "carvana.train")
     assert "epoch 2:" in result.stdout
 
 
-def test_leftovers_of_a_killed_stage_are_swept(workspace: Workspace) -> None:
+def test_leftovers_of_a_killed_stage_are_swept(workspace: Checkout) -> None:
     dead = 2**22 + 12345  # above the default pid_max: no such process
     leftovers = [
         workspace.root / "stages" / f".split_val.tmp-{dead}-x1",
@@ -343,7 +341,7 @@ def test_leftovers_of_a_killed_stage_are_swept(workspace: Workspace) -> None:
     assert not any(path.exists() for path in leftovers) and live.exists()
 
 
-def test_outputs_get_the_users_umask_not_private_modes(workspace: Workspace) -> None:
+def test_outputs_get_the_users_umask_not_private_modes(workspace: Checkout) -> None:
     workspace.run("sh", "-c", "umask 022 && python -m carvana.split_val")
     folder = workspace.root / "stages/split_val"
     assert folder.stat().st_mode & 0o777 == 0o755

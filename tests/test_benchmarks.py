@@ -23,6 +23,7 @@ ROWS = (
     "render_masks: the engine vs its previous",
     "inference: peak memory of predict",
     "inference: onnxruntime vs torch",
+    "sharing: dvc push + dvc pull",
 )
 
 
