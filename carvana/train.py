@@ -112,8 +112,10 @@ def train(params: Params, device: torch.device, ranks: distributed.Ranks) -> Non
         device,
         cfg.amp,
         step_model=torch.compile(model) if cfg.compile else None,  # shares its weights with `model`
+        ema=cfg.ema,
     )
-    val_fit = fit  # process 0 scores alone: through the plain module, which starts no collective operations
+    # process 0 scores alone: through a plain module (which starts no collective operations), the average if any
+    val_fit = replace(fit, model=fit.ema.model) if fit.ema else fit
     if ranks.world > 1:
         fit = replace(
             fit,
@@ -126,7 +128,10 @@ def train(params: Params, device: torch.device, ranks: distributed.Ranks) -> Non
     )
 
     logged = logged_params(params)
-    components = {"model": model, "optimizer": fit.optimizer, "scheduler": fit.scheduler, "scaler": fit.scaler}
+    # "model": the weights that are scored and published; with an average, the trained ones are kept beside them
+    components = {"model": val_fit.model, "optimizer": fit.optimizer, "scheduler": fit.scheduler, "scaler": fit.scaler}
+    if fit.ema:
+        components |= {"trained": model, "ema": fit.ema}
     progress = resume(
         logged, {"model_config": model_config, "image_size": list(size), "params": logged}, components, ranks
     )

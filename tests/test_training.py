@@ -8,6 +8,7 @@ from carvana.model.checkpoint import load_checkpoint
 from carvana.model.metrics import per_image_scores
 from carvana.model.unet import UNet
 from carvana.training.augment import eval_transform
+from carvana.training.ema import Ema
 from carvana.training.loader import SegmentationArrays, make_loader, start_epoch
 from carvana.training.loop import Fit, score_val, train_epoch
 from carvana.training.resume import PUBLISHED, Progress
@@ -104,3 +105,34 @@ def test_progress_resumes_what_it_committed_and_publishes_weights_only(tmp_path)
     changed = Progress(tmp_path / "slot", {**identity, "code": "other"}, meta)
     assert "the train stage's code changed since; starting from epoch 1" in changed.resume(components)
     assert changed.epoch == 0 and changed.abandoned_run_id == "run1" and not (tmp_path / "slot").exists()
+
+
+def test_the_weight_average_follows_the_weights_slowly():
+    model = torch.nn.Linear(2, 1)
+    ema = Ema(model, decay=0.9)
+    for _ in range(100):
+        ema.update(model)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    before = ema.model.weight.clone()
+    ema.update(model)  # past the warm-up: a tenth of the way
+    assert torch.allclose(ema.model.weight - before, torch.full_like(before, 0.1), atol=1e-5)
+    for _ in range(200):
+        ema.update(model)
+    assert torch.allclose(ema.model.weight, model.weight, atol=1e-6)
+    restored = Ema(torch.nn.Linear(2, 1), decay=0.9)
+    restored.load_state_dict(ema.state_dict())
+    assert restored.updates == 301 and torch.equal(restored.model.weight, ema.model.weight)
+
+
+def test_training_with_a_weight_average_scores_the_average():
+    torch.manual_seed(0)
+    photos, masks = boxes(8)
+    loader = make_loader(SegmentationArrays(photos, masks, eval_transform(), seed=0), 4, True, 0, False)
+    fit = Fit.adam(UNet(features=[4, 8]), 0.01, "constant", 2, len(loader), "bce_dice", ema=0.99)
+    start_epoch(loader, 1)
+    train_epoch(fit, loader, 1)
+    assert fit.ema.updates == len(loader)
+    trained = torch.cat([p.flatten() for p in fit.model.parameters()])
+    averaged = torch.cat([p.flatten() for p in fit.ema.model.parameters()])
+    assert not torch.equal(trained, averaged)

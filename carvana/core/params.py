@@ -99,6 +99,9 @@ class TrainParams(Group):
     lr_schedule: Literal["constant", "cosine"]
     num_workers: int = Field(ge=0, description="DataLoader worker processes")
     loss: Literal["bce", "bce_dice"]
+    ema: Float = Field(
+        ge=0, lt=1, description="decay of an average of the weights, scored and kept instead of them (0: off)"
+    )
     amp: bool
     compile: bool
     panels_per_epoch: int = Field(ge=0, le=64, description="photo|truth|prediction rows logged per epoch")

@@ -18,6 +18,7 @@ from carvana.model.device import Precision, memory_format
 from carvana.model.losses import LOSSES, Loss
 from carvana.model.metrics import ScoreAccumulator
 from carvana.training import distributed
+from carvana.training.ema import Ema
 from carvana.training.schedule import lr_scheduler
 
 CPU = torch.device("cpu")
@@ -34,6 +35,7 @@ class Fit:
     loss_fn: Loss
     device: torch.device
     precision: Precision
+    ema: Ema | None = None  # an average of the weights, updated after every step
 
     @classmethod
     def adam(
@@ -47,8 +49,10 @@ class Fit:
         device: torch.device = CPU,
         amp: bool = False,
         step_model: nn.Module | None = None,
+        ema: float = 0.0,
     ) -> "Fit":
-        """Adam on `model`'s weights with the lr schedule, stepping through `step_model` (default: `model`)."""
+        """Adam on `model`'s weights with the lr schedule, stepping through `step_model` (default: `model`);
+        with `ema` > 0, an exponential moving average of the weights with that decay."""
         precision = Precision.choose(device, amp)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         return cls(
@@ -59,6 +63,7 @@ class Fit:
             loss_fn=LOSSES[loss],
             device=device,
             precision=precision,
+            ema=Ema(model, ema) if ema else None,
         )
 
     def to_device(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,6 +84,8 @@ def train_epoch(fit: Fit, loader: DataLoader, epoch: int) -> float:
         fit.scaler.step(fit.optimizer)
         fit.scaler.update()
         fit.scheduler.step()
+        if fit.ema:
+            fit.ema.update(fit.model)  # compiled or DDP-wrapped, its parameters are the model's, in order
         total += loss.detach() * len(images)
         count += len(images)
     mean = distributed.mean(total / count).item()  # every process holds as many samples: the mean of means
