@@ -11,6 +11,7 @@ minutes, epoch by epoch, where the runs logged it (`train.full_res_every`).
 import argparse
 import re
 import statistics
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,8 +80,11 @@ def recipes(client: MlflowClient, experiment: str) -> list[Recipe]:
 
 
 def recipe_of(index: int, by_fold: dict[int, Run]) -> Recipe:
-    names = {FOLD_SUFFIX.sub("", run.data.tags.get("dvc.exp_name", "")) for run in by_fold.values()}
-    label = names.pop() if len(names) == 1 and "" not in names else f"recipe {index}"
+    """The recipe named after its experiments (`cpu-f0`, `cpu-f1`: `cpu`; the most common name when they
+    differ), or numbered when they have none."""
+    names = Counter(FOLD_SUFFIX.sub("", run.data.tags.get("dvc.exp_name", "")) for run in by_fold.values())
+    name = names.most_common(1)[0][0]
+    label = name or f"recipe {index}"
     folds = int(next(iter(by_fold.values())).data.params["split_val.folds"])
     return Recipe(label, folds, [fold_of(fold, by_fold[fold]) for fold in sorted(by_fold)])
 
