@@ -54,9 +54,10 @@ class TorchSegmenter:
 
 
 def in_batches(run: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch_size: int) -> np.ndarray:
-    """run() on `batch_size` images at a time (contiguous), its results concatenated."""
+    """run() on `batch_size` images at a time (contiguous and writable, as torch.from_numpy wants them: prepared
+    arrays are read-only memory maps), its results concatenated."""
     starts = range(0, len(images), batch_size)
-    return np.concatenate([run(np.ascontiguousarray(images[start : start + batch_size])) for start in starts])
+    return np.concatenate([run(np.require(images[start : start + batch_size], requirements="CW")) for start in starts])
 
 
 class FlipAveraged:
