@@ -110,11 +110,11 @@ def table(found: list[Recipe]) -> str:
         for fold in recipe.runs:
             worst = f"{fold.worst_dice:.4f} ({fold.worst_image})"
             lines.append(f"| {recipe.label} | {fold.fold} | {fold.dice:.4f} | {worst} | {fold.minutes:.1f} |")
-        spread = statistics.stdev(recipe.dice) if len(recipe.dice) > 1 else 0.0
+        spread = f"{statistics.stdev(recipe.dice):.4f}" if len(recipe.dice) > 1 else "n/a"
         complete = "" if len(recipe.runs) == recipe.folds else f" ({len(recipe.runs)} of {recipe.folds} folds)"
         minutes = statistics.mean(fold.minutes for fold in recipe.runs)
         lines.append(
-            f"| **{recipe.label}**{complete} | mean ± sd | **{statistics.mean(recipe.dice):.4f} ± {spread:.4f}** | "
+            f"| **{recipe.label}**{complete} | mean ± sd | **{statistics.mean(recipe.dice):.4f} ± {spread}** | "
             f"{recipe.worst.worst_dice:.4f} ({recipe.worst.worst_image}) | {minutes:.1f} |"
         )
     return "\n".join(lines) + "\n"
