@@ -5,7 +5,9 @@ Run each fold as an experiment (`dvc exp run --queue -n cpu-f0 -S split_val.fold
 `split_val.fold`), and prints per recipe and fold the full-resolution val dice (Kaggle's score), the worst val photo
 and the training minutes, with the recipe's mean and standard deviation over its folds. It writes the table to
 DIR/cv.md and a plot to DIR/cv.png: dice per fold for each recipe, and full-resolution val dice against training
-minutes, epoch by epoch, where the runs logged it (`train.full_res_every`).
+minutes, epoch by epoch, where the runs logged it (`train.full_res_every`). With `--fold N` it compares the
+recipes on that one fold (e.g. the presets, to pick a training budget: `dvc exp run -n seed-f0 $(python -m
+carvana.preset seed) -S split_val.folds=4 -S split_val.fold=0 -S train.full_res_every=1`).
 """
 
 import argparse
@@ -56,8 +58,9 @@ class Recipe:
         return min(self.runs, key=lambda fold: fold.worst_dice)
 
 
-def recipes(client: MlflowClient, experiment: str) -> list[Recipe]:
-    """Fold runs that finished evaluation, grouped by everything but the fold; the newest run of each fold."""
+def recipes(client: MlflowClient, experiment: str, fold: int | None = None) -> list[Recipe]:
+    """Fold runs that finished evaluation (of `fold` only, when given), grouped by everything but the fold; the
+    newest run of each fold."""
     found = client.get_experiment_by_name(experiment)
     if found is None:
         raise CarvanaError(f"no MLflow experiment {experiment!r} in {tracking_uri()}: run the fold experiments first")
@@ -69,11 +72,14 @@ def recipes(client: MlflowClient, experiment: str) -> list[Recipe]:
         params = run.data.params
         if params.get("split_val.folds", "None") == "None" or "eval_dice_full" not in run.data.metrics:
             continue
+        if fold is not None and int(params["split_val.fold"]) != fold:
+            continue
         key = tuple(sorted((k, v) for k, v in params.items() if k != "split_val.fold" and k not in EXECUTION_ONLY))
         groups.setdefault(key, {}).setdefault(int(params["split_val.fold"]), run)
     if not groups:
+        which = "fold runs" if fold is None else f"runs of fold {fold}"
         raise CarvanaError(
-            f"no finished fold runs in {tracking_uri()} (runs with split_val.folds set and an evaluate stage); "
+            f"no finished {which} in {tracking_uri()} (runs with split_val.folds set and an evaluate stage); "
             "run them with `dvc exp run -S split_val.folds=4 -S split_val.fold=N`"
         )
     return [recipe_of(index, by_fold) for index, by_fold in enumerate(groups.values(), 1)]
@@ -101,7 +107,7 @@ def fold_of(fold: int, run: Run) -> Fold:
     )
 
 
-def table(found: list[Recipe]) -> str:
+def table(found: list[Recipe], summaries: bool = True) -> str:
     lines = [
         "| recipe | fold | dice (full resolution) | worst val photo | training minutes |",
         "| --- | --- | --- | --- | --- |",
@@ -110,6 +116,8 @@ def table(found: list[Recipe]) -> str:
         for fold in recipe.runs:
             worst = f"{fold.worst_dice:.4f} ({fold.worst_image})"
             lines.append(f"| {recipe.label} | {fold.fold} | {fold.dice:.4f} | {worst} | {fold.minutes:.1f} |")
+        if not summaries:
+            continue
         spread = f"{statistics.stdev(recipe.dice):.4f}" if len(recipe.dice) > 1 else "n/a"
         complete = "" if len(recipe.runs) == recipe.folds else f" ({len(recipe.runs)} of {recipe.folds} folds)"
         minutes = statistics.mean(fold.minutes for fold in recipe.runs)
@@ -145,11 +153,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("cv"), help="folder for cv.md and cv.png (default: cv)")
     parser.add_argument("--experiment", default=EXPERIMENT, help=f"MLflow experiment (default: {EXPERIMENT})")
+    parser.add_argument("--fold", type=int, help="compare the recipes on this fold only (no means)")
     args = parser.parse_args()
     mlflow.set_tracking_uri(tracking_uri())
     client = MlflowClient()
-    found = recipes(client, args.experiment)
-    text = table(found)
+    found = recipes(client, args.experiment, args.fold)
+    text = table(found, summaries=args.fold is None)
     write_text(args.out / "cv.md", text)
     plot(client, found, args.out / "cv.png")
     print(text + f"\n(written to {args.out / 'cv.md'} and {args.out / 'cv.png'})")

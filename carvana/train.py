@@ -144,10 +144,11 @@ def train(params: Params, device: torch.device, ranks: distributed.Ranks) -> Non
             if ranks.main:
                 val_scores, val_probabilities = score_val(val_fit, val_loader)
                 row = {"epoch": epoch, "train_loss": train_loss, **{f"val_{k}": v for k, v in val_scores.items()}}
+                # the clock stops before the optional full-resolution scoring: that is measurement, not training
+                progress.minutes += (time.perf_counter() - started) / 60
                 if cfg.full_res_every and (epoch % cfg.full_res_every == 0 or epoch == cfg.epochs):
                     full = full_res_scores(stage_dir("download"), val_split.ids, val_probabilities, 0.5).means()
                     row["val_dice_full"] = full["dice"]
-                progress.minutes += (time.perf_counter() - started) / 60
                 log_epoch(row, fit.scheduler.get_last_lr()[0], progress.minutes)
                 log_panels(val_set, val_probabilities > 0.5, cfg.panels_per_epoch, epoch)
                 progress.commit(row, run.info.run_id, components)  # after its logging: a resume never skips one

@@ -33,3 +33,12 @@ def test_fold_experiments_are_summarised(tmp_path):
     assert (ws.root / "cv" / "cv.md").read_text() in result.stdout
     with Image.open(ws.root / "cv" / "cv.png") as picture:
         assert picture.width > 800
+
+    one_fold = ws.run("python", "-m", "carvana.cv", "--fold", "1", "--out", "cv1").stdout
+    rows = [line for line in one_fold.splitlines() if line.startswith("| tiny")]
+    assert [row.split(" | ")[1] for row in rows] == ["1"]
+    assert float(rows[0].split(" | ")[2]) == pytest.approx(dice["tiny-f1"], abs=1e-4)
+    assert "mean ± sd |" not in one_fold
+    refused = ws.run("python", "-m", "carvana.cv", "--fold", "5", "--out", "cv5", check=False)
+    assert refused.returncode != 0 and "no finished runs of fold 5" in refused.stderr
+    assert not (ws.root / "cv5").exists()
