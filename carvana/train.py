@@ -113,6 +113,7 @@ def train(params: Params, device: torch.device, ranks: distributed.Ranks) -> Non
         cfg.amp,
         step_model=torch.compile(model) if cfg.compile else None,  # shares its weights with `model`
         ema=cfg.ema,
+        boundary_weight=cfg.boundary_weight,
     )
     # process 0 scores alone: through a plain module (which starts no collective operations), the average if any
     val_fit = replace(fit, model=fit.ema.model) if fit.ema else fit

@@ -99,6 +99,9 @@ class TrainParams(Group):
     lr_schedule: Literal["constant", "cosine"]
     num_workers: int = Field(ge=0, description="DataLoader worker processes")
     loss: Literal["bce", "bce_dice"]
+    boundary_weight: Float = Field(
+        ge=1, le=100, description="weight of the loss's BCE on pixels within 2 of a mask edge (1: plain BCE)"
+    )
     ema: Float = Field(
         ge=0, lt=1, description="decay of an average of the weights, scored and kept instead of them (0: off)"
     )

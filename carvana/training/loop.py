@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from carvana.core.errors import CarvanaError
 from carvana.model.device import Precision, memory_format
-from carvana.model.losses import LOSSES, Loss
+from carvana.model.losses import Loss, loss_function
 from carvana.model.metrics import ScoreAccumulator
 from carvana.training import distributed
 from carvana.training.ema import Ema
@@ -50,9 +50,11 @@ class Fit:
         amp: bool = False,
         step_model: nn.Module | None = None,
         ema: float = 0.0,
+        boundary_weight: float = 1.0,
     ) -> "Fit":
         """Adam on `model`'s weights with the lr schedule, stepping through `step_model` (default: `model`);
-        with `ema` > 0, an exponential moving average of the weights with that decay."""
+        with `ema` > 0, an exponential moving average of the weights with that decay; the loss's BCE weighs the
+        masks' edge band `boundary_weight`x."""
         precision = Precision.choose(device, amp)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         return cls(
@@ -60,7 +62,7 @@ class Fit:
             optimizer=optimizer,
             scheduler=lr_scheduler(optimizer, schedule, epochs, steps_per_epoch),
             scaler=torch.amp.GradScaler(device.type, enabled=precision.needs_scaler),
-            loss_fn=LOSSES[loss],
+            loss_fn=loss_function(loss, boundary_weight),
             device=device,
             precision=precision,
             ema=Ema(model, ema) if ema else None,
