@@ -7,7 +7,8 @@ and the training minutes, with the recipe's mean and standard deviation over its
 DIR/cv.md and a plot to DIR/cv.png: dice per fold for each recipe, and full-resolution val dice against training
 minutes, epoch by epoch, where the runs logged it (`train.full_res_every`). With `--fold N` it compares the
 recipes on that one fold (e.g. the presets, to pick a training budget: `dvc exp run -n seed-f0 $(python -m
-carvana.preset seed) -S split_val.folds=4 -S split_val.fold=0 -S train.full_res_every=1`).
+carvana.preset seed) -S split_val.folds=4 -S split_val.fold=0 -S train.full_res_every=1`, then `--fold 0 --recipe
+default --recipe seed --recipe cpu`).
 """
 
 import argparse
@@ -31,6 +32,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
 
 FOLD_SUFFIX = re.compile(r"[-_]?f(old)?\d+$")
+DICE_TICKS = (0.05, 0.1, 0.2, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995)
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,15 @@ def fold_of(fold: int, run: Run) -> Fold:
     )
 
 
+def chosen(found: list[Recipe], labels: list[str]) -> list[Recipe]:
+    """The recipes named `labels`, in that order."""
+    by_label = {recipe.label: recipe for recipe in found}
+    missing = [label for label in labels if label not in by_label]
+    if missing:
+        raise CarvanaError(f"no recipe {', '.join(map(repr, missing))}; found: {', '.join(by_label)}")
+    return [by_label[label] for label in labels]
+
+
 def table(found: list[Recipe], summaries: bool = True) -> str:
     lines = [
         "| recipe | fold | dice (full resolution) | worst val photo | training minutes |",
@@ -139,10 +150,23 @@ def plot(client: MlflowClient, found: list[Recipe], path: Path) -> None:
             steps = sorted(dice.keys() & minutes.keys())
             if steps:
                 label = recipe.label if fold is recipe.runs[0] else None
-                per_minute.plot([minutes[s] for s in steps], [dice[s] for s in steps], color=f"C{index}", label=label)
+                per_minute.plot(
+                    [minutes[s] for s in steps], [dice[s] for s in steps], "o-", ms=3, color=f"C{index}", label=label
+                )
     per_fold.set_xticks(range(len(found)), [recipe.label for recipe in found])
     per_fold.set(title="Val dice at 1918x1280 per fold (line: mean)", ylabel="dice")
     per_minute.set(title="Val dice at 1918x1280 against training time", xlabel="training minutes", ylabel="dice")
+    # a logit axis spreads 0.9, 0.99, 0.999 equally, so the differences near 1 show; it starts below the worst recipe
+    bottom = min(0.9, max(0.05, 0.8 * min(min(recipe.dice) for recipe in found)))
+    ticks = [tick for tick in DICE_TICKS if tick >= bottom]
+    for axes in (per_fold, per_minute):
+        axes.set_yscale("logit", nonpositive="clip")
+        axes.set_ylim(bottom, DICE_TICKS[-1])
+        axes.set_yticks(ticks, [f"{tick:g}" for tick in ticks])
+        axes.minorticks_off()
+        axes.grid(True, alpha=0.3)
+    per_minute.set_xscale("log")  # a 1-minute recipe and a 30-minute one on one axis
+    per_minute.xaxis.set_major_formatter("{x:g}")
     if per_minute.has_data():
         per_minute.legend()
     figure.tight_layout()
@@ -154,10 +178,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("cv"), help="folder for cv.md and cv.png (default: cv)")
     parser.add_argument("--experiment", default=EXPERIMENT, help=f"MLflow experiment (default: {EXPERIMENT})")
     parser.add_argument("--fold", type=int, help="compare the recipes on this fold only (no means)")
+    parser.add_argument("--recipe", action="append", help="only this recipe (repeat for several; default: all)")
     args = parser.parse_args()
     mlflow.set_tracking_uri(tracking_uri())
     client = MlflowClient()
     found = recipes(client, args.experiment, args.fold)
+    if args.recipe:
+        found = chosen(found, args.recipe)
     text = table(found, summaries=args.fold is None)
     write_text(args.out / "cv.md", text)
     plot(client, found, args.out / "cv.png")

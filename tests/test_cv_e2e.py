@@ -42,3 +42,5 @@ def test_fold_experiments_are_summarised(tmp_path):
     refused = ws.run("python", "-m", "carvana.cv", "--fold", "5", "--out", "cv5", check=False)
     assert refused.returncode != 0 and "no finished runs of fold 5" in refused.stderr
     assert not (ws.root / "cv5").exists()
+    refused = ws.run("python", "-m", "carvana.cv", "--recipe", "tiny", "--recipe", "big", "--out", "cv6", check=False)
+    assert refused.returncode != 0 and "no recipe 'big'; found: tiny" in refused.stderr
