@@ -139,7 +139,7 @@ def table(found: list[Recipe], summaries: bool = True) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(client: MlflowClient, found: list[Recipe], path: Path) -> None:
+def plot(client: MlflowClient, found: list[Recipe], path: Path, fold: int | None = None) -> None:
     figure, (per_fold, per_minute) = plt.subplots(1, 2, figsize=(13, 4.8))
     for index, recipe in enumerate(found):
         per_fold.scatter([index] * len(recipe.runs), recipe.dice, label=None)
@@ -154,7 +154,8 @@ def plot(client: MlflowClient, found: list[Recipe], path: Path) -> None:
                     [minutes[s] for s in steps], [dice[s] for s in steps], "o-", ms=3, color=f"C{index}", label=label
                 )
     per_fold.set_xticks(range(len(found)), [recipe.label for recipe in found])
-    per_fold.set(title="Val dice at 1918x1280 per fold (line: mean)", ylabel="dice")
+    which = "per fold (line: mean)" if fold is None else f"on fold {fold}"
+    per_fold.set(title=f"Val dice at 1918x1280 {which}", ylabel="dice")
     per_minute.set(title="Val dice at 1918x1280 against training time", xlabel="training minutes", ylabel="dice")
     # a logit axis spreads 0.9, 0.99, 0.999 equally, so the differences near 1 show; it starts below the worst recipe
     bottom = min(0.9, max(0.05, 0.8 * min(min(recipe.dice) for recipe in found)))
@@ -187,7 +188,7 @@ def main() -> None:
         found = chosen(found, args.recipe)
     text = table(found, summaries=args.fold is None)
     write_text(args.out / "cv.md", text)
-    plot(client, found, args.out / "cv.png")
+    plot(client, found, args.out / "cv.png", args.fold)
     print(text + f"\n(written to {args.out / 'cv.md'} and {args.out / 'cv.png'})")
 
 
