@@ -32,6 +32,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
 
 FOLD_SUFFIX = re.compile(r"[-_]?f(old)?\d+$")
+CURVE = ("train_minutes", "val_dice_full")
 DICE_TICKS = (0.05, 0.1, 0.2, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995)
 
 
@@ -139,24 +140,34 @@ def table(found: list[Recipe], summaries: bool = True) -> str:
     return "\n".join(lines) + "\n"
 
 
+def learning_curve(client: MlflowClient, recipe: Recipe) -> tuple[list[float], list[float]]:
+    """Training minutes and full-resolution val dice at the epochs where every fold scored them, averaged over
+    the folds."""
+    histories = [
+        {metric: {m.step: m.value for m in client.get_metric_history(run.run_id, metric)} for metric in CURVE}
+        for run in recipe.runs
+    ]
+    steps = sorted(set.intersection(*(set(h["train_minutes"]) & set(h["val_dice_full"]) for h in histories)))
+    minutes, dice = ([statistics.mean(h[metric][step] for h in histories) for step in steps] for metric in CURVE)
+    return minutes, dice
+
+
 def plot(client: MlflowClient, found: list[Recipe], path: Path, fold: int | None = None) -> None:
     figure, (per_fold, per_minute) = plt.subplots(1, 2, figsize=(13, 4.8))
     for index, recipe in enumerate(found):
         per_fold.scatter([index] * len(recipe.runs), recipe.dice, label=None)
         per_fold.hlines(statistics.mean(recipe.dice), index - 0.25, index + 0.25)
-        for fold in recipe.runs:
-            dice = {m.step: m.value for m in client.get_metric_history(fold.run_id, "val_dice_full")}
-            minutes = {m.step: m.value for m in client.get_metric_history(fold.run_id, "train_minutes")}
-            steps = sorted(dice.keys() & minutes.keys())
-            if steps:
-                label = recipe.label if fold is recipe.runs[0] else None
-                per_minute.plot(
-                    [minutes[s] for s in steps], [dice[s] for s in steps], "o-", ms=3, color=f"C{index}", label=label
-                )
+        minutes, dice = learning_curve(client, recipe)
+        if minutes:
+            per_minute.plot(minutes, dice, "o-", ms=3, color=f"C{index}", label=recipe.label)
     per_fold.set_xticks(range(len(found)), [recipe.label for recipe in found])
     which = "per fold (line: mean)" if fold is None else f"on fold {fold}"
     per_fold.set(title=f"Val dice at 1918x1280 {which}", ylabel="dice")
-    per_minute.set(title="Val dice at 1918x1280 against training time", xlabel="training minutes", ylabel="dice")
+    per_minute.set(
+        title="Val dice at 1918x1280 against training time" + (" (mean over folds)" if fold is None else ""),
+        xlabel="training minutes",
+        ylabel="dice",
+    )
     # a logit axis spreads 0.9, 0.99, 0.999 equally, so the differences near 1 show; it starts below the worst recipe
     bottom = min(0.9, max(0.05, 0.8 * min(min(recipe.dice) for recipe in found)))
     ticks = [tick for tick in DICE_TICKS if tick >= bottom]
