@@ -58,14 +58,14 @@ def compare(ours: Work, baseline: Work, repeats: int, min_seconds: float) -> Com
 POLL_SECONDS = 0.02  # memory sampling period; listing a process tree costs a few ms of CPU
 
 
-def peak_memory(argv: list[str], cwd: Path) -> int:
+def peak_memory(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> int:
     """Peak memory in bytes of a fresh subprocess and its children: their PSS summed, sampled every POLL_SECONDS.
 
     PSS (proportional set size) splits pages shared between processes (forked workers, libraries) among
     them, so the sum over a process tree counts every page once, unlike RSS. A subprocess whose memory peaks
     at its very end should stay alive a couple of periods longer to be sampled there.
     """
-    process = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL)
     peak = 0
     while process.poll() is None:
         peak = max(peak, tree_pss(process.pid))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import inference, input_pipeline, onnx_runtime, preparation, processes, sharing, training
+from benchmarks import inference, input_pipeline, onnx_runtime, preparation, processes, sharing, stages, training
 from benchmarks.dataset import default_data, photo_size, pick_ids, prepared_arrays, prepared_folder
 from benchmarks.recipes import recipes
 from benchmarks.report import LEGEND, machine, table
@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
             inference.measure_memory(root, ids, checkpoint, work),
             onnx_runtime.measure(default, default_arrays[0], checkpoint, *timing),
             sharing.measure(root, ids, prepared_folder(root, ids, default.size, work), work, *timing),
+            *stages.measure(root, ids, work),
         ]
 
     report = f"{header}\n\n{table(rows)}\n\n{LEGEND}\n"

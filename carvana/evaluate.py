@@ -11,7 +11,7 @@ from carvana.core.atomic import write_json, write_text
 from carvana.core.errors import run_main
 from carvana.core.outputs import checkpoint_path, load_prepared, read_run_id, stage_dir
 from carvana.core.params import flatten, load_params
-from carvana.inference.scoring import full_res_scores
+from carvana.inference.scoring import FullResScores
 from carvana.inference.segmenter import FlipAveraged, TorchSegmenter
 from carvana.model.allocator import keep_freed_memory
 from carvana.model.device import resolve_device
@@ -27,13 +27,13 @@ def main() -> None:
     run_id = read_run_id()
     segmenter = TorchSegmenter(checkpoint_path("best.pt"), resolve_device("auto"), cfg.batch_size)
     segmenter = FlipAveraged(segmenter) if cfg.tta else segmenter
-    root = stage_dir("download")
     val = load_prepared("val")
-    probabilities = segmenter.probabilities(val.images)
-
-    low_res = ScoreAccumulator()
-    low_res.add(torch.from_numpy(probabilities > cfg.threshold), torch.from_numpy(val.masks.astype(bool)))
-    full_res = full_res_scores(root, val.ids, probabilities, cfg.threshold, cfg.refine)
+    low_res, full_res = ScoreAccumulator(), FullResScores(stage_dir("download"), cfg.threshold, cfg.refine)
+    for start in range(0, len(val.ids), cfg.batch_size):  # a batch at a time: memory stays flat
+        rows = slice(start, start + cfg.batch_size)
+        probabilities = segmenter.probabilities(val.images[rows])
+        low_res.add(torch.from_numpy(probabilities > cfg.threshold), torch.from_numpy(val.masks[rows].astype(bool)))
+        full_res.add_probabilities(val.ids[rows], probabilities)
 
     metrics = {**low_res.means(), **{f"{k}_full": v for k, v in full_res.means().items()}, "images": len(val.ids)}
     worst = int(full_res.per_image()["dice"].argmin())

@@ -15,17 +15,15 @@ from typing import Any
 import mlflow
 import numpy as np
 import torch
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from carvana.core.atomic import atomic_dir, write_json
 from carvana.core.errors import CarvanaError, run_main
 from carvana.core.outputs import checkpoint_path, load_prepared, stage_dir, write_run_file
-from carvana.core.params import Params, flatten, load_params
+from carvana.core.params import Params, TrainParams, flatten, load_params
 from carvana.data.pictures import panels
-from carvana.inference.scoring import full_res_scores
+from carvana.inference.scoring import FullResScores
 from carvana.model.allocator import keep_freed_memory
-from carvana.model.device import memory_format, resolve_device
+from carvana.model.device import device_name, memory_format, resolve_device
 from carvana.model.unet import UNet, count_parameters
 from carvana.tracking import registry
 from carvana.tracking.runs import end_abandoned, training_run
@@ -35,6 +33,7 @@ from carvana.training.loader import SegmentationArrays, make_loader, start_epoch
 from carvana.training.loop import Fit, score_val, train_epoch
 from carvana.training.resume import Progress, fingerprint, slot
 
+THRESHOLD = 0.5  # the model's own decision boundary (logit 0), for the curves; evaluate applies evaluate.threshold
 PLOTS = {
     "loss": ("train_loss", "val_loss"),
     "dice": ("val_dice",),
@@ -100,8 +99,8 @@ def train(params: Params, device: torch.device, ranks: distributed.Ranks) -> Non
     size = train_split.images.shape[1:3]
     model_config = {"in_channels": 3, "out_channels": 1, "features": list(cfg.model.features)}
     model = UNet(**model_config).to(device, memory_format=memory_format(device))
-    if ranks.world > 1 and device.type == "cuda":
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # the CPU has none: BatchNorm stays per process
+    if ranks.world > 1:
+        model = distributed.global_batchnorm(model, device.type)
     fit = Fit.adam(
         model,
         cfg.lr,
@@ -110,7 +109,7 @@ def train(params: Params, device: torch.device, ranks: distributed.Ranks) -> Non
         len(train_loader),
         cfg.loss,
         device,
-        cfg.amp,
+        cfg.precision,
         step_model=torch.compile(model) if cfg.compile else None,  # shares its weights with `model`
         ema=cfg.ema,
         boundary_weight=cfg.boundary_weight,
@@ -118,13 +117,11 @@ def train(params: Params, device: torch.device, ranks: distributed.Ranks) -> Non
     # process 0 scores alone: through a plain module (which starts no collective operations), the average if any
     val_fit = replace(fit, model=fit.ema.model) if fit.ema else fit
     if ranks.world > 1:
-        fit = replace(
-            fit,
-            model=DistributedDataParallel(fit.model, device_ids=[device.index] if device.index is not None else None),
-        )
+        fit = replace(fit, model=distributed.wrap(fit.model, device))
+    trained_on = {"device": device_name(device), "precision": fit.precision.name}
     say(
         f"train: {len(train_set)} train / {len(val_set)} val images at {size[0]}x{size[1]}, "
-        f"{count_parameters(model):,} parameters, {device}, {fit.precision.dtype or torch.float32}"
+        f"{count_parameters(model):,} parameters, {trained_on['device']}, {trained_on['precision']}"
         + (f", {ranks.world} processes" if ranks.world > 1 else "")
     )
 
@@ -138,25 +135,29 @@ def train(params: Params, device: torch.device, ranks: distributed.Ranks) -> Non
     )
 
     with training_run(logged, progress.run_id) if ranks.main else nullcontext() as run:
+        if ranks.main:
+            mlflow.set_tags({f"trained_on.{key}": value for key, value in trained_on.items()})
         for epoch in range(progress.epoch + 1, cfg.epochs + 1):
             started = time.perf_counter()
             start_epoch(train_loader, epoch)
             train_loss = train_epoch(fit, train_loader, epoch)
             if ranks.main:
-                val_scores, val_probabilities = score_val(val_fit, val_loader)
-                row = {"epoch": epoch, "train_loss": train_loss, **{f"val_{k}": v for k, v in val_scores.items()}}
-                # the clock stops before the optional full-resolution scoring: that is measurement, not training
-                progress.minutes += (time.perf_counter() - started) / 60
-                if cfg.full_res_every and (epoch % cfg.full_res_every == 0 or epoch == cfg.epochs):
-                    full = full_res_scores(stage_dir("download"), val_split.ids, val_probabilities, 0.5).means()
-                    row["val_dice_full"] = full["dice"]
+                panels = Panels(val_set, cfg.panels_per_epoch)
+                full_res = FullResScores(stage_dir("download"), THRESHOLD) if full_res_due(cfg, epoch) else None
+                sinks = [panels.collect] + ([full_res.sink(val_split.ids)] if full_res else [])
+                row = {"epoch": epoch, "train_loss": train_loss}
+                row |= {f"val_{k}": v for k, v in score_val(val_fit, val_loader, *sinks).items()}
+                if full_res:
+                    row["val_dice_full"] = full_res.means()["dice"]
+                # scoring at full resolution is measurement, not training: the clock leaves it out
+                progress.minutes += (time.perf_counter() - started - (full_res.seconds if full_res else 0)) / 60
                 log_epoch(row, fit.scheduler.get_last_lr()[0], progress.minutes)
-                log_panels(val_set, val_probabilities > 0.5, cfg.panels_per_epoch, epoch)
+                panels.log(epoch)
                 progress.commit(row, run.info.run_id, components)  # after its logging: a resume never skips one
                 say(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"))
             distributed.barrier()
         if ranks.main:
-            publish(progress, run, val_split.images[0])
+            publish(progress, run, val_split.images[0], trained_on)
     if ranks.main:
         progress.discard()
     distributed.barrier()
@@ -191,24 +192,44 @@ def log_epoch(row: dict[str, float], lr: float, minutes: float) -> None:
     mlflow.log_metrics(metrics, step=int(row["epoch"]))
 
 
-def log_panels(val_set: SegmentationArrays, preds: np.ndarray, count: int, epoch: int) -> None:
-    if count:
-        picks = np.linspace(0, len(val_set) - 1, min(count, len(val_set))).round().astype(int)
-        grid = panels(val_set.images[picks], val_set.masks[picks], preds[picks].astype(np.uint8))
-        mlflow.log_image(grid, key="val_panels", step=epoch)
+def full_res_due(cfg: TrainParams, epoch: int) -> bool:
+    return bool(cfg.full_res_every) and (epoch % cfg.full_res_every == 0 or epoch == cfg.epochs)
 
 
-def publish(progress: Progress, run: mlflow.ActiveRun, example: np.ndarray) -> None:
+class Panels:
+    """photo | truth | prediction rows of `count` val photos spread over the set, collected as scoring streams by
+    and logged to MLflow."""
+
+    def __init__(self, val_set: SegmentationArrays, count: int) -> None:
+        self.val_set = val_set
+        self.picks = np.linspace(0, len(val_set) - 1, min(count, len(val_set))).round().astype(int) if count else []
+        self.predictions: dict[int, np.ndarray] = {}
+
+    def collect(self, start: int, probabilities: np.ndarray) -> None:
+        for pick in self.picks:
+            if start <= pick < start + len(probabilities):
+                self.predictions[int(pick)] = (probabilities[pick - start] > THRESHOLD).astype(np.uint8)
+
+    def log(self, epoch: int) -> None:
+        if len(self.picks):
+            picks = self.picks
+            predictions = np.stack([self.predictions[int(pick)] for pick in picks])
+            grid = panels(self.val_set.images[picks], self.val_set.masks[picks], predictions)
+            mlflow.log_image(grid, key="val_panels", step=epoch)
+
+
+def publish(progress: Progress, run: mlflow.ActiveRun, example: np.ndarray, trained_on: dict[str, str]) -> None:
     """The finished training's checkpoints, metrics and plots into stages/train/, and into its MLflow run; the
-    model logged and registered, `example` (a val photo at the model's resolution) as its input example."""
+    model logged and registered, `example` (a val photo at the model's resolution) as its input example. The
+    metrics name the device and number format that computed them (`trained_on`): other CPU kinds land on other
+    figures."""
     with atomic_dir(checkpoint_path().parent) as checkpoints:
         progress.publish(checkpoints)
     mlflow.log_artifacts(str(checkpoint_path().parent), artifact_path="checkpoints")
     out = stage_dir("train")
     best = progress.best
-    write_json(
-        out / "metrics.json", {"best_epoch": int(best["epoch"])} | {k: v for k, v in best.items() if k != "epoch"}
-    )
+    scores = {k: v for k, v in best.items() if k != "epoch"}
+    write_json(out / "metrics.json", {"best_epoch": int(best["epoch"])} | scores | {"trained_on": trained_on})
     with atomic_dir(out / "plots") as plots:
         for name, columns in PLOTS.items():
             rows = [r for r in progress.history if all(c in r for c in columns)]  # val_dice_full: some epochs

@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from carvana.preset import merged
+
 REPO = Path(__file__).resolve().parents[1]
 COPIED = ["carvana", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvc/config", ".dvcignore", ".gitignore", "data.dvc"]
 
@@ -26,13 +28,10 @@ TINY_PARAMS = {
     "render_masks": {"worst_cases": 4, "overlay_width": 120},
 }
 
-
-def deep_update(base: dict[str, Any], overrides: dict[str, Any]) -> None:
-    for key, value in overrides.items():
-        if isinstance(value, dict):
-            deep_update(base[key], value)
-        else:
-            base[key] = value
+# A tiny training that learns the cars whatever the seed and the CPU's arithmetic: over seeds 1-5, in fp32 and in
+# bf16, its best val dice was 0.92-0.98 (AMD EPYC, AVX2; bf16 forced). The tiny params' 2 epochs call every pixel
+# car, and 6 epochs at batch 8 stayed there for one seed of five.
+LEARNS_CARS = {"train": {"epochs": 8, "lr": 0.005, "batch_size": 4}}
 
 
 class Checkout:
@@ -94,9 +93,7 @@ class Workspace(Checkout):
                 shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
             else:
                 shutil.copy2(source, target)
-        params = yaml.safe_load((root / "params.yaml").read_text())
-        deep_update(params, overrides)
-        deep_update(params, extra or {})
+        params = merged(merged(yaml.safe_load((root / "params.yaml").read_text()), overrides), extra or {})
         (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         self.run("git", "init", "-q", "-b", "main")
         (root / "data").mkdir()  # the committed data.dvc's empty template, as `make data` re-creates it

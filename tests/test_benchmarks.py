@@ -24,6 +24,10 @@ ROWS = (
     "inference: peak memory of predict",
     "inference: onnxruntime vs torch",
     "sharing: dvc push + dvc pull",
+    "prepare: peak memory",
+    "train: peak memory",
+    "evaluate: peak memory",
+    "render_masks: peak memory",
 )
 
 

@@ -1,8 +1,10 @@
 """Training across 2 processes (torchrun, DDP with gloo on the CPU) through the real `dvc exp run`.
 
-Tolerance against one process with the same global batch: on the CPU there is no SyncBatchNorm, so BatchNorm
-normalises each process's half batch on its own; everything else (data, order, augmentation, initial weights,
-averaged gradients) is the same. The train loss of every epoch stays within 2 % and the final val dice within 0.02.
+With BatchNorm over the global batch, 2 processes compute the steps 1 process computes, up to float rounding
+(tests/test_distributed.py checks one step's gradients to 1e-4). Rounding differences grow over the epochs of a
+chaotic tiny training: measured on an AMD EPYC (AVX2) with this test's params, the train loss of the 2-process run
+is within 3e-5 (fp32) / 2e-3 (bf16) of the 1-process run's at epoch 1 and within 3.3 % / 4.7 % by epoch 8; the
+final val dice of either is 0.966-0.979 (LEARNS_CARS: a tiny run that learns whatever the seed).
 """
 
 import os
@@ -12,12 +14,11 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from pipeline_workspace import Workspace
+from pipeline_workspace import LEARNS_CARS, Workspace
 from test_resume_e2e import mlflow_experiment_id, resume_checkpoints, wait_for_first_epoch
 
 pytestmark = pytest.mark.e2e
 
-LEARNING = {"train": {"epochs": 6, "lr": 0.005}}
 SLOWER = {"prepare": {"image_height": 64, "image_width": 96}, "train": {"epochs": 4, "batch_size": 4}}
 
 
@@ -32,11 +33,12 @@ def history(ws: Workspace, run_id: str, key: str) -> list[float]:
     ]
 
 
+@pytest.mark.numerics
 def test_two_processes_train_like_one(tmp_path: Path) -> None:
-    ws = Workspace(tmp_path / "ws", extra=LEARNING)
+    ws = Workspace(tmp_path / "ws", extra=LEARNS_CARS)
     ws.run("dvc", "repro", "train")
     result = ws.run("dvc", "exp", "run", "-n", "two", "-S", "train.processes=2", "train")
-    assert "2 processes" in result.stdout and result.stdout.count("epoch 6:") == 1  # only process 0 speaks
+    assert "2 processes" in result.stdout and result.stdout.count("epoch 8:") == 1  # only process 0 speaks
     runs = metrics_by_run(ws)
     assert len(runs) == 2  # one MLflow run per training, whatever its process count
     two = runs["two"]
@@ -44,10 +46,11 @@ def test_two_processes_train_like_one(tmp_path: Path) -> None:
     assert two.info.status == "FINISHED" and two.data.params["train.processes"] == "2"
     losses_one, losses_two = (history(ws, run.info.run_id, "train_loss") for run in (one, two))
     print({"one process": losses_one, "two processes": losses_two})
-    assert len(losses_two) == 6
-    assert losses_two == pytest.approx(losses_one, rel=0.02)
-    assert two.data.metrics["val_dice"] == pytest.approx(one.data.metrics["val_dice"], abs=0.02)
-    assert two.data.metrics["val_dice"] > 0.8  # both learned
+    assert len(losses_two) == 8
+    assert losses_two[0] == pytest.approx(losses_one[0], rel=0.01)
+    assert losses_two == pytest.approx(losses_one, rel=0.15)
+    assert losses_one[-1] < losses_one[0] / 2 and losses_two[-1] < losses_two[0] / 2
+    assert one.data.metrics["val_dice"] > 0.8 and two.data.metrics["val_dice"] > 0.8  # both learned
 
 
 def test_two_processes_resume_after_a_kill(tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ def random_photos(count: int, size: tuple[int, int]) -> np.ndarray:
 # --- the export on its own: an untrained model --------------------------------------------------------------
 
 
+@pytest.mark.numerics
 def test_an_odd_image_size_exports_its_interpolation_and_matches_torch(tmp_path):
     # 36x52 halves to 9x13 and then 4x6: the decoder interpolates to the skip's size, which the graph must hold
     checkpoint = untrained_checkpoint(tmp_path / "odd.pt", (36, 52), [4, 8, 16])
@@ -104,6 +105,7 @@ def test_the_file_holds_the_size_the_opset_and_a_dynamic_batch(exported):
     assert not list(exported.parent.glob("*.data"))  # the weights are in the file
 
 
+@pytest.mark.numerics
 @pytest.mark.e2e
 def test_onnxruntime_matches_torch_on_the_val_set(workspace, exported, val_photos):
     ids, photos = val_photos

@@ -37,7 +37,10 @@ NAN = math.nan
         (lambda p: p["train"].update(lrr=0.1), "unknown key `train.lrr`; known keys here: device, epochs"),
         (lambda p: p["train"].update(epochs=0), "`train.epochs` is 0; it must be greater than or equal to 1"),
         (lambda p: p["train"].update(epochs=2.5), "`train.epochs` is 2.5; it must be a valid integer"),
-        (lambda p: p["train"].update(amp="yes"), "`train.amp` is 'yes'; it must be a valid boolean"),
+        (
+            lambda p: p["train"].update(precision="fp8"),
+            "`train.precision` is 'fp8'; it must be 'auto', 'fp32', 'bf16' or 'fp16'",
+        ),
         (lambda p: p["train"].update(loss="focal"), "`train.loss` is 'focal'; it must be 'bce' or 'bce_dice'"),
         (lambda p: p["train"].update(device="meta"), "`train.device` is 'meta'; it must be auto, cpu, cuda or cuda:N"),
         (lambda p: p["train"].update(device="cuda:x"), "`train.device` is 'cuda:x'; it must be auto, cpu, cuda"),

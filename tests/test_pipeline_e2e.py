@@ -15,6 +15,7 @@ from pipeline_workspace import Workspace
 from carvana.data.layout import car_of
 from carvana.inference import rle
 from carvana.model.checkpoint import load_checkpoint
+from carvana.model.device import Precision, device_name
 
 pytestmark = pytest.mark.e2e
 
@@ -69,6 +70,9 @@ def test_train_writes_checkpoints_metrics_and_plots(workspace):
     assert metrics["best_epoch"] == best["epoch"] == max(dice, key=lambda epoch: (dice[epoch], -epoch))
     assert metrics["val_dice"] == pytest.approx(dice[metrics["best_epoch"]], abs=1e-6)
     assert best["metrics"]["val_dice"] == metrics["val_dice"]
+    # which machine and number format made these figures: another CPU kind lands on others
+    cpu = torch.device("cpu")
+    assert metrics["trained_on"] == {"device": device_name(cpu), "precision": Precision.choose(cpu, "auto").name}
     loss = plot_rows(workspace, "loss", header=True)
     assert loss[0].split("\t") == ["epoch", "train_loss", "val_loss"] and len(loss) == 3
 
@@ -108,6 +112,7 @@ def test_one_mlflow_run_holds_everything(workspace):
     assert {"eval_dice", "eval_dice_full", "best_val_dice"} <= run.data.metrics.keys()
     assert any(key.startswith("system/") for key in run.data.metrics)
     assert run.data.tags["git.commit"] and run.data.tags["stage"] == "train"
+    assert run.data.tags["trained_on.device"] == workspace.json("stages/train/metrics.json")["trained_on"]["device"]
     assert run.info.artifact_uri.startswith((workspace.root / "mlruns" / "artifacts").as_uri())
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert {"checkpoints", "images", "render_masks", "evaluate"} <= artifacts

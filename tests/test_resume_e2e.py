@@ -56,6 +56,7 @@ def killed_after_an_epoch(root: Path) -> Workspace:
     return killed
 
 
+@pytest.mark.numerics
 def test_killed_training_resumes_to_the_same_metrics(tmp_path):
     reference = Workspace(tmp_path / "reference", extra=SLOWER)
     reference.run("dvc", "repro", "train")

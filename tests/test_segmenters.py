@@ -41,6 +41,7 @@ def test_an_ensemble_averages_models_of_any_size_at_the_largest():
     assert mixed.size == (16, 24) and result.shape == (3, 16, 24) and np.isfinite(result).all()
 
 
+@pytest.mark.numerics
 def test_upsampling_matches_torchs_bilinear():
     import torch
     import torch.nn.functional as F

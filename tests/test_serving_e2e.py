@@ -17,7 +17,7 @@ import pytest
 from conftest import png_declaring
 from mlflow.tracking import MlflowClient
 from PIL import Image
-from pipeline_workspace import Workspace
+from pipeline_workspace import LEARNS_CARS, Workspace
 
 from carvana.data.imageio import read_image, read_mask
 from carvana.data.layout import image_path, mask_path
@@ -33,8 +33,6 @@ START_TIMEOUT = 120  # loading MLflow, then the model, on a busy 2-core machine
 # The server and carvana.predict run the same code on the same checkpoint: the masks should match exactly. A pixel
 # whose probability sits on the threshold could flip with float rounding, so a handful (of 38,400) may differ.
 MAX_DIFFERING_PIXELS = 8
-# The tiny params' 2 epochs call every pixel car; these make a model that finds the car (val dice 0.90).
-LEARNS_CARS = {"train": {"epochs": 4, "lr": 0.01}}
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +103,7 @@ def invoke(url: str, photos: list[bytes], params: dict[str, Any] | None = None) 
         return error.code, json.load(error)
 
 
+@pytest.mark.numerics
 def test_a_photo_gets_the_mask_predict_writes(server: str, photo: Path, predicted_mask: np.ndarray) -> None:
     status, answer = invoke(server, [photo.read_bytes()])
     assert status == 200, answer
@@ -114,7 +113,7 @@ def test_a_photo_gets_the_mask_predict_writes(server: str, photo: Path, predicte
     assert np.count_nonzero(served != predicted_mask) <= MAX_DIFFERING_PIXELS
     assert dice(served, predicted_mask) > 0.999
     truth = read_mask(mask_path(photo.parents[1], photo.stem))
-    # the car, not a trivial mask that any two code paths would agree on (one photo of a 4-epoch tiny model)
+    # the car, not a trivial mask that any two code paths would agree on (one photo of a tiny model)
     assert 0.05 < served.mean() < 0.95 and dice(served, truth) > 0.6
 
 

@@ -105,7 +105,9 @@ class TrainParams(Group):
     ema: Float = Field(
         ge=0, lt=1, description="decay of an average of the weights, scored and kept instead of them (0: off)"
     )
-    amp: bool
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        description="auto: bf16 where the hardware computes it natively (fp16 on older GPUs), else fp32"
+    )
     compile: bool
     panels_per_epoch: int = Field(ge=0, le=64, description="photo|truth|prediction rows logged per epoch")
     full_res_every: int = Field(

@@ -1,6 +1,9 @@
 """Scoring predictions the way Kaggle did: per image, at the photo's original resolution (probabilities
-upsampled, then thresholded), against the true masks of the download stage."""
+upsampled, then thresholded), against the true masks of the download stage. One photo at a time: memory stays
+flat whatever the number of photos. Train, evaluate and render_masks all score through here."""
 
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,17 +16,31 @@ from carvana.inference.segmenter import upsample
 from carvana.model.metrics import ScoreAccumulator
 
 
-def full_res_scores(
-    root: Path, ids: list[str], probabilities: np.ndarray, threshold: float, refine: int = 0
-) -> ScoreAccumulator:
-    """Dice, IoU and accuracy per image of (N, h, w) probabilities against root's masks of `ids`, upsampled and,
-    with `refine` > 0, refined at full resolution by a guided filter of that radius."""
-    scores = ScoreAccumulator()
-    for image_id, probability in zip(ids, probabilities):
-        truth = read_mask(mask_path(root, image_id)).astype(bool)
-        full = upsample(probability, truth.shape)
-        if refine:
-            full = guided(full, read_image(image_path(root, image_id)), refine)
-        pred = full > threshold
-        scores.add(torch.from_numpy(pred)[None], torch.from_numpy(truth)[None])
-    return scores
+class FullResScores(ScoreAccumulator):
+    """Dice, IoU and accuracy per photo of root's photos, at their own resolution."""
+
+    def __init__(self, root: Path, threshold: float, refine: int = 0) -> None:
+        super().__init__()
+        self.root, self.threshold, self.refine = root, threshold, refine
+        self.seconds = 0.0  # spent scoring
+
+    def sink(self, ids: Sequence[str]) -> Callable[[int, np.ndarray], None]:
+        """Scores batches of probabilities as they come, the first of each being the photo ids[start]."""
+        return lambda start, probabilities: self.add_probabilities(
+            ids[start : start + len(probabilities)], probabilities
+        )
+
+    def add_probabilities(self, ids: Sequence[str], probabilities: np.ndarray) -> None:
+        """(N, h, w) probabilities at the model's size, upsampled to each photo's size and, with `refine` > 0,
+        refined at full resolution by a guided filter of that radius."""
+        started = time.perf_counter()
+        for image_id, probability in zip(ids, probabilities):
+            truth = self.truth(image_id)
+            full = upsample(probability, truth.shape)
+            if self.refine:
+                full = guided(full, read_image(image_path(self.root, image_id)), self.refine)
+            self.add(torch.from_numpy(full > self.threshold)[None], torch.from_numpy(truth)[None])
+        self.seconds += time.perf_counter() - started
+
+    def truth(self, image_id: str) -> np.ndarray:
+        return read_mask(mask_path(self.root, image_id)).astype(bool)

@@ -18,24 +18,29 @@ def per_image_scores(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, torch
     both_empty = (pred_area + truth_area) == 0
     dice = torch.where(both_empty, 1.0, 2 * intersection / (pred_area + truth_area).clamp(min=1))
     iou = torch.where(both_empty, 1.0, intersection / union.clamp(min=1))
-    accuracy = (pred == truth).double().mean(1)
+    accuracy = (pred == truth).sum(1).double() / pred.shape[1]
     return {"dice": dice, "iou": iou, "accuracy": accuracy}
 
 
 class ScoreAccumulator:
-    """Collects per-image scores over batches; `means()` gives the mean of each."""
+    """Collects per-image scores over batches; `means()` gives the mean of each.
+
+    Scores are kept as Python floats, never as tensors: a small tensor kept per image, allocated between the
+    image's full-resolution temporaries, pins the C heap so that those are never given back; scoring thousands
+    of photos grew by ~18 MB a photo that way.
+    """
 
     def __init__(self) -> None:
-        self.scores: dict[str, list[torch.Tensor]] = {}
+        self.scores: dict[str, list[float]] = {}
 
     def add(self, pred: torch.Tensor, truth: torch.Tensor) -> dict[str, torch.Tensor]:
         scores = per_image_scores(pred, truth)
         for name, values in scores.items():
-            self.scores.setdefault(name, []).append(values.cpu())
+            self.scores.setdefault(name, []).extend(values.tolist())
         return scores
 
     def per_image(self) -> dict[str, torch.Tensor]:
-        return {name: torch.cat(values) for name, values in self.scores.items()}
+        return {name: torch.tensor(values, dtype=torch.float64) for name, values in self.scores.items()}
 
     def means(self) -> dict[str, float]:
         return {name: float(values.mean()) for name, values in self.per_image().items()}

@@ -3,6 +3,8 @@
 `python -m carvana.train --processes N` with N > 1 replaces itself with
 `torchrun --standalone --nproc-per-node N -m carvana.train`; torchrun then starts N copies, each told its rank
 through the environment. Rank 0 alone tracks, prints and writes; the others train their share of every batch.
+BatchNorm normalises with the statistics of the whole global batch (SyncBatchNorm on CUDA, GlobalBatchNorm2d on
+the CPU, where PyTorch has none), so N processes compute the gradient one process computes on the same batch.
 """
 
 import ctypes
@@ -14,6 +16,8 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
 
@@ -93,3 +97,64 @@ def from_main(value: Any) -> Any:
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def global_batchnorm(model: nn.Module, device_type: str) -> nn.Module:
+    """`model` with BatchNorm over the global batch (its weights are the same objects)."""
+    if device_type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    for module in model.modules():
+        if type(module) is nn.BatchNorm2d:
+            module.__class__ = GlobalBatchNorm2d  # same parameters and buffers: checkpoints stay plain BatchNorm
+    return model
+
+
+def wrap(model: nn.Module, device: torch.device) -> DistributedDataParallel:
+    """`model` for a training step on this process's share of a batch: the gradients it leaves on the weights
+    (shared with `model`) are the mean over all processes, those of the whole batch."""
+    return DistributedDataParallel(model, device_ids=[device.index] if device.index is not None else None)
+
+
+class SumOverProcesses(torch.autograd.Function):
+    """The sum of a tensor over all processes, differentiable: the gradient of each process's input is the sum of
+    every process's gradient of the output."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
+        total = tensor.clone()
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, gradient: torch.Tensor) -> torch.Tensor:
+        total = gradient.clone()
+        dist.all_reduce(total)
+        return total
+
+
+class GlobalBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics span every process's share of the batch (the shares are equal: see
+    EpochSampler): per-channel sums all-reduced in the forward pass, their gradients in the backward pass. In
+    eval mode, or in a single process, it is BatchNorm2d."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        values = x.float()
+        channels = values.shape[1]
+        sums = SumOverProcesses.apply(torch.cat([values.sum((0, 2, 3)), values.square().sum((0, 2, 3))]))
+        count = values.numel() // channels * dist.get_world_size()
+        mean = sums[:channels] / count
+        variance = (sums[channels:] / count - mean.square()).clamp(min=0)
+        if self.track_running_stats:
+            self.update_running_stats(mean.detach(), variance.detach() * count / max(count - 1, 1))
+        scale = self.weight * torch.rsqrt(variance + self.eps)
+        shift = self.bias - mean * scale
+        return (values * scale[:, None, None] + shift[:, None, None]).to(x.dtype)
+
+    @torch.no_grad()
+    def update_running_stats(self, mean: torch.Tensor, unbiased_variance: torch.Tensor) -> None:
+        self.num_batches_tracked += 1
+        momentum = 1 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
+        self.running_mean.lerp_(mean, momentum)
+        self.running_var.lerp_(unbiased_variance, momentum)

@@ -5,6 +5,7 @@ non-finite epoch loss stops training there, before any checkpoint can hold the w
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,7 +48,7 @@ class Fit:
         steps_per_epoch: int,
         loss: str,
         device: torch.device = CPU,
-        amp: bool = False,
+        precision: str = "fp32",
         step_model: nn.Module | None = None,
         ema: float = 0.0,
         boundary_weight: float = 1.0,
@@ -55,16 +56,16 @@ class Fit:
         """Adam on `model`'s weights with the lr schedule, stepping through `step_model` (default: `model`);
         with `ema` > 0, an exponential moving average of the weights with that decay; the loss's BCE weighs the
         masks' edge band `boundary_weight`x."""
-        precision = Precision.choose(device, amp)
+        chosen = Precision.choose(device, precision)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         return cls(
             model=step_model or model,
             optimizer=optimizer,
             scheduler=lr_scheduler(optimizer, schedule, epochs, steps_per_epoch),
-            scaler=torch.amp.GradScaler(device.type, enabled=precision.needs_scaler),
+            scaler=torch.amp.GradScaler(device.type, enabled=chosen.needs_scaler),
             loss_fn=loss_function(loss, boundary_weight),
             device=device,
-            precision=precision,
+            precision=chosen,
             ema=Ema(model, ema) if ema else None,
         )
 
@@ -78,11 +79,7 @@ def train_epoch(fit: Fit, loader: DataLoader, epoch: int) -> float:
     fit.model.train()
     total, count = torch.zeros((), device=fit.device), 0
     for images, masks in tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=None):  # silent off a terminal
-        images, masks = fit.to_device(images, masks)
-        with fit.precision.autocast():
-            loss = fit.loss_fn(fit.model(images), masks)
-        fit.optimizer.zero_grad(set_to_none=True)
-        fit.scaler.scale(loss).backward()
+        loss = compute_gradients(fit, images, masks)
         fit.scaler.step(fit.optimizer)
         fit.scaler.update()
         fit.scheduler.step()
@@ -96,17 +93,32 @@ def train_epoch(fit: Fit, loader: DataLoader, epoch: int) -> float:
     return mean
 
 
+def compute_gradients(fit: Fit, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Forward and backward of one batch (across processes: this process's share of it), leaving the (scaled)
+    gradients of the batch's mean loss on the weights; returns that loss."""
+    images, masks = fit.to_device(images, masks)
+    with fit.precision.autocast():
+        loss = fit.loss_fn(fit.model(images), masks)
+    fit.optimizer.zero_grad(set_to_none=True)
+    fit.scaler.scale(loss).backward()
+    return loss
+
+
 @torch.no_grad()
-def score_val(fit: Fit, loader: DataLoader) -> tuple[dict[str, float], np.ndarray]:
-    """Mean loss and per-image scores over the val set, and the car probabilities (float32, N x H x W)."""
+def score_val(fit: Fit, loader: DataLoader, *sinks: Callable[[int, np.ndarray], None]) -> dict[str, float]:
+    """Mean loss and per-image scores over the val set. Each batch's car probabilities (float32, B x H x W) go to
+    every sink with the index of the batch's first image, in order; nothing is kept for the whole val set."""
     fit.model.eval()
     scores = ScoreAccumulator()
-    total, probabilities = torch.zeros((), device=fit.device), []
+    total, start = torch.zeros((), device=fit.device), 0
     for images, masks in loader:
         images, masks = fit.to_device(images, masks)
         with fit.precision.autocast():
             logits = fit.model(images).float()
         total += fit.loss_fn(logits, masks) * len(images)
         scores.add(logits > 0, masks.bool())
-        probabilities.append(torch.sigmoid(logits[:, 0]).cpu().numpy())
-    return {"loss": total.item() / len(loader.dataset), **scores.means()}, np.concatenate(probabilities)
+        probabilities = torch.sigmoid(logits[:, 0]).cpu().numpy()
+        for sink in sinks:
+            sink(start, probabilities)
+        start += len(images)
+    return {"loss": total.item() / len(loader.dataset), **scores.means()}
