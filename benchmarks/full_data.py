@@ -6,10 +6,11 @@ time of a no-op `dvc repro`.
 DATA is a folder in Kaggle layout (Kaggle's train set: 5,088 photos of 318 cars); with `--generate CARS` that many
 synthetic cars at 1918x1280 are made there first. The repository at REV (default HEAD) is cloned into WORK, its
 params set to train on DATA (`download.source`, plus each -S), and each stage run with `dvc repro -s STAGE`.
-Peak memory is the PSS of the process tree (DVC and the stage's processes), sampled every 20 ms.
+Peak memory is the PSS of the process tree (DVC and the stage's processes), sampled every 0.25 s.
 """
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -27,6 +28,12 @@ from carvana.preset import merged
 from carvana.sources.synthetic import generate
 
 STAGES = ("download", "split_val", "prepare", "train", "evaluate", "render_masks")
+POLL = 0.25  # seconds between memory samples: stages run for minutes, and sampling costs CPU
+BIN = Path(sys.executable).parent
+# the stages' `python` is this environment's; the clone's own MLflow store and DVC settings
+ENV = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))} | {
+    "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -60,14 +67,14 @@ def clone(rev: str, work: Path, data: Path, overrides: list[str]) -> Path:
 
 
 def dvc(checkout: Path, *args: str) -> None:
-    subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=checkout, check=True)
+    subprocess.run([str(BIN / "dvc"), *args], cwd=checkout, env=ENV, check=True)
 
 
 def run_stages(checkout: Path) -> list[str]:
     rows = []
     for stage in STAGES:
         started = time.perf_counter()
-        peak = peak_memory([str(Path(sys.executable).parent / "dvc"), "repro", "-s", stage], checkout)
+        peak = peak_memory([str(BIN / "dvc"), "repro", "-s", stage], checkout, ENV, poll=POLL)
         seconds = time.perf_counter() - started
         files = sum(1 for path in (checkout / "stages" / stage).rglob("*") if path.is_file())
         rows.append(f"| {stage} | {seconds:.0f} s | {peak / 2**30:.2f} GiB | {files:,} |")

@@ -58,8 +58,8 @@ def compare(ours: Work, baseline: Work, repeats: int, min_seconds: float) -> Com
 POLL_SECONDS = 0.02  # memory sampling period; listing a process tree costs a few ms of CPU
 
 
-def peak_memory(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> int:
-    """Peak memory in bytes of a fresh subprocess and its children: their PSS summed, sampled every POLL_SECONDS.
+def peak_memory(argv: list[str], cwd: Path, env: dict[str, str] | None = None, poll: float = POLL_SECONDS) -> int:
+    """Peak memory in bytes of a fresh subprocess and its children: their PSS summed, sampled every `poll` s.
 
     PSS (proportional set size) splits pages shared between processes (forked workers, libraries) among
     them, so the sum over a process tree counts every page once, unlike RSS. A subprocess whose memory peaks
@@ -69,7 +69,7 @@ def peak_memory(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -
     peak = 0
     while process.poll() is None:
         peak = max(peak, tree_pss(process.pid))
-        time.sleep(POLL_SECONDS)
+        time.sleep(poll)
     if process.returncode:
         raise subprocess.CalledProcessError(process.returncode, argv)
     return peak

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
-import mlflow
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from carvana.core.atomic import atomic_write, write_text
 from carvana.core.errors import CarvanaError, run_main
-from carvana.tracking.store import EXPERIMENT, tracking_uri
+from carvana.core.redact import redact
+from carvana.tracking.store import EXPERIMENT, connect, tracking_uri
 from carvana.training.resume import EXECUTION_ONLY
 
 matplotlib.use("Agg")
@@ -66,7 +66,9 @@ def recipes(client: MlflowClient, experiment: str, fold: int | None = None) -> l
     newest run of each fold."""
     found = client.get_experiment_by_name(experiment)
     if found is None:
-        raise CarvanaError(f"no MLflow experiment {experiment!r} in {tracking_uri()}: run the fold experiments first")
+        raise CarvanaError(
+            f"no MLflow experiment {experiment!r} in {redact(tracking_uri())}: run the fold experiments first"
+        )
     runs = client.search_runs(
         [found.experiment_id], "attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"]
     )
@@ -82,7 +84,7 @@ def recipes(client: MlflowClient, experiment: str, fold: int | None = None) -> l
     if not groups:
         which = "fold runs" if fold is None else f"runs of fold {fold}"
         raise CarvanaError(
-            f"no finished {which} in {tracking_uri()} (runs with split_val.folds set and an evaluate stage); "
+            f"no finished {which} in {redact(tracking_uri())} (runs with split_val.folds set and an evaluate stage); "
             "run them with `dvc exp run -S split_val.folds=4 -S split_val.fold=N`"
         )
     return [recipe_of(index, by_fold) for index, by_fold in enumerate(groups.values(), 1)]
@@ -192,7 +194,7 @@ def main() -> None:
     parser.add_argument("--fold", type=int, help="compare the recipes on this fold only (no means)")
     parser.add_argument("--recipe", action="append", help="only this recipe (repeat for several; default: all)")
     args = parser.parse_args()
-    mlflow.set_tracking_uri(tracking_uri())
+    connect()
     client = MlflowClient()
     found = recipes(client, args.experiment, args.fold)
     if args.recipe:

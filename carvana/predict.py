@@ -16,13 +16,15 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
 
+from carvana.core.cli import Parser, device_choice, non_negative, positive, probability
 from carvana.core.errors import CarvanaError, list_some, run_main
 from carvana.inference.engine import predict
-from carvana.inference.photos import find_photos
+from carvana.inference.photos import Photo, find_photos
 from carvana.inference.references import default_reference, local_file
 from carvana.inference.segmenter import Ensemble, FlipAveraged, Segmenter, TorchSegmenter
 from carvana.inference.writers import Backgrounds, Cutouts, MaskGifs, Submission, Writer
@@ -31,16 +33,14 @@ from carvana.model.device import resolve_device
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        "carvana-predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = Parser("carvana-predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("photos", nargs="+", help="photo files, folders, glob patterns or zips")
     parser.add_argument(
         "--model",
         action="append",
         help="a checkpoint (.pt), an exported .onnx, models:/carvana-unet@champion or a run id; several: their "
-        "probabilities are averaged (default: the champion if a tracking store is reachable, else "
-        "stages/train/checkpoints/best.pt)",
+        "probabilities are averaged (default: the champion of the tracking store, else "
+        "stages/train/checkpoints/best.pt when no tracking server is set)",
     )
     parser.add_argument("--masks", type=Path, metavar="DIR", help="write <id>_mask.gif files here")
     parser.add_argument("--submission", type=Path, metavar="FILE", help="write Kaggle's img,rle_mask CSV here")
@@ -51,22 +51,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hard", action="store_true", help="cut-outs and composites with the hard mask's edge")
     parser.add_argument("--tta", action="store_true", help="average with the mirrored photo's prediction")
     parser.add_argument(
-        "--refine", type=int, default=0, metavar="RADIUS", help="snap edges to the photo with a guided filter (pixels)"
+        "--refine", type=non_negative, default=0, metavar="RADIUS", help="snap edges to the photo with a guided filter"
     )
-    parser.add_argument("--threshold", type=float, default=0.5, help="probability above which a pixel is car")
+    parser.add_argument("--threshold", type=probability, default=0.5, help="probability above which a pixel is car")
     parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (torch backend)")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="decoding and writing threads")
+    parser.add_argument("--device", type=device_choice, default="auto", help="auto, cpu, cuda, cuda:N (torch backend)")
+    parser.add_argument("--batch-size", type=positive, default=16)
+    parser.add_argument("--threads", type=positive, default=os.cpu_count() or 1, help="decoding and writing threads")
     parser.add_argument(
         "--on-error", choices=("stop", "skip"), default="stop", help="a photo that cannot be read: stop, or skip it"
     )
     return parser.parse_args(argv)
 
 
-def writers_for(args: argparse.Namespace) -> list[Writer]:
+def writers_for(args: argparse.Namespace, photos: list[Photo]) -> list[Writer]:
+    """The writers of the outputs asked for, their paths checked first: a folder where a file goes (or a file
+    where a folder goes), a place that cannot be written, or an output that would replace an input photo is
+    refused before anything is predicted."""
     if (args.background is None) != (args.composites is None):
         raise CarvanaError("--background and --composites go together: the background, and where to write")
+    folders = {"--masks": args.masks, "--cutouts": args.cutouts, "--composites": args.composites}
+    for flag, folder in folders.items():
+        if folder:
+            check_folder(flag, folder)
+            refuse_overwriting(flag, folder, photos, OUTPUT_NAMES[flag](args))
+    if args.submission:
+        check_file("--submission", args.submission)
+        refuse_overwriting("--submission", args.submission.parent, photos, lambda _: args.submission.name)
     writers: list[Writer] = []
     if args.masks:
         writers.append(MaskGifs(args.masks))
@@ -81,8 +92,46 @@ def writers_for(args: argparse.Namespace) -> list[Writer]:
     return writers
 
 
+OUTPUT_NAMES: dict[str, Callable[[argparse.Namespace], Callable[[str], str]]] = {
+    "--masks": lambda args: MaskGifs.name,
+    "--cutouts": lambda args: lambda image_id: Cutouts.name(image_id, args.cutout_format),
+    "--composites": lambda args: Backgrounds.name,
+}
+
+
+def refuse_overwriting(flag: str, folder: Path, photos: list[Photo], name: Callable[[str], str]) -> None:
+    """No output may replace an input photo (or the zip holding it). An output that is a symbolic link is
+    replaced as a link, never followed: only the folder's own path is resolved."""
+    inputs = {photo.path.resolve(): photo.path for photo in photos}
+    where = folder.resolve()
+    for photo in photos:
+        clash = inputs.get(where / name(photo.image_id))
+        if clash is not None:
+            raise CarvanaError(
+                f"{flag} {folder}: would write {name(photo.image_id)} over the input photo {clash}; "
+                "write the outputs to another folder"
+            )
+
+
+def check_folder(flag: str, folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise CarvanaError(f"{flag} {folder}: a file is there, not a folder; name a folder for the outputs")
+    existing = next(parent for parent in (folder, *folder.parents) if parent.exists())
+    if not existing.is_dir():
+        raise CarvanaError(f"{flag} {folder}: {existing} is a file, so no folder can be made there")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CarvanaError(f"{flag} {folder}: {existing} is not writable; name a folder you can write to")
+
+
+def check_file(flag: str, path: Path) -> None:
+    if path.is_dir():
+        raise CarvanaError(f"{flag} {path}: a folder is there; name a file, e.g. {path / 'submission.csv'}")
+    check_folder(flag, path.parent)
+
+
 def segmenter_for(args: argparse.Namespace) -> Segmenter:
     references = args.model or [default_reference()]
+    print(f"predict: model {', '.join(references)}")
     models = [load_segmenter(reference, args) for reference in references]
     segmenter = models[0] if len(models) == 1 else Ensemble(models)
     return FlipAveraged(segmenter) if args.tta else segmenter
@@ -94,18 +143,16 @@ def load_segmenter(reference: str, args: argparse.Namespace) -> Segmenter:
         from carvana.inference.onnx_backend import OnnxSegmenter
 
         return OnnxSegmenter.for_model(path, args.batch_size)
-    return TorchSegmenter(path, resolve_device(args.device), args.batch_size)
+    return TorchSegmenter(path, resolve_device(args.device, "--device"), args.batch_size)
 
 
 def main(argv: list[str] | None = None) -> None:
     keep_freed_memory()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per checkpoint download
     args = parse_args(argv)
-    if not 0 < args.threshold < 1:
-        raise CarvanaError(f"--threshold {args.threshold}: give a probability between 0 and 1")
     photos = find_photos(args.photos)
     segmenter = segmenter_for(args)
-    writers = writers_for(args)
+    writers = writers_for(args, photos)
     start, skipped = time.perf_counter(), []
     outcomes = predict(
         photos, segmenter, writers, args.threshold, args.batch_size, args.threads, args.on_error, args.refine

@@ -44,7 +44,7 @@ def main() -> None:
     with atomic_dir(out / "masks") as masks_dir, atomic_dir(out / "overlays") as overlays_dir:
         writers = [MaskGifs(masks_dir), Overlays(overlays_dir, truths, cfg.overlay_width)]
         outcomes = predict(photos, segmenter, writers, cfg.threshold, threads=os.cpu_count() or 1, refine=cfg.refine)
-        dice = {outcome.photo.image_id: outcome.values[1] for outcome in outcomes}
+        dice = {outcome.photo.image_id: outcome.values[Overlays.key] for outcome in outcomes}
     sheet = worst_cases_sheet(dice, out / "overlays", cfg.worst_cases)
     atomic_write(out / "worst_cases.png", lambda tmp: sheet.save(tmp, format="PNG"))
     print(f"render_masks: {len(dice)} masks and overlays -> {out}")
@@ -58,6 +58,8 @@ def main() -> None:
 class Overlays(PerPhoto):
     """<id>.png: the prediction tinted over the photo, scaled to `width`; with a true mask, the errors in colour.
     Returns the photo's dice against its true mask (None without one)."""
+
+    key = "dice"
 
     def __init__(self, folder: Path, truths: dict[str, Path], width: int) -> None:
         self.folder, self.truths, self.width = folder, truths, width

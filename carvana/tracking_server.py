@@ -14,6 +14,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+from carvana.core.cli import Parser, port, positive
 from carvana.core.errors import CarvanaError, run_main
 from carvana.core.interrupts import SIGNALS, Interrupted
 from carvana.core.paths import project_root
@@ -24,11 +25,13 @@ PREFIX = "tracking server:"
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(
+        "python -m carvana.tracking_server", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dir", type=Path, default=project_root() / ".server", help="default: <repo>/.server")
-    parser.add_argument("--port", type=int, default=5000, help="the MLflow server's port (default: 5000)")
-    parser.add_argument("--postgres-port", type=int, help="PostgreSQL's port (default: a free one)")
-    parser.add_argument("--workers", type=int, default=2, help="MLflow server worker processes (default: 2)")
+    parser.add_argument("--port", type=port, default=5000, help="the MLflow server's port (default: 5000)")
+    parser.add_argument("--postgres-port", type=port, help="PostgreSQL's port (default: a free one)")
+    parser.add_argument("--workers", type=positive, default=2, help="MLflow server worker processes (default: 2)")
     return parser.parse_args()
 
 

@@ -107,3 +107,10 @@ def test_seed_preset_is_the_tutorial_recipe(repo_params, tmp_path):
 def test_parse_rejects_non_mapping():
     with pytest.raises(CarvanaError, match="must be a mapping"):
         parse([1, 2])
+
+
+def test_a_key_given_twice_is_refused(tmp_path, repo_params):
+    text = yaml.safe_dump(repo_params, sort_keys=False).replace("seed: 42\n", "seed: 42\nseed: 7\n")
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(CarvanaError, match=r"params.yaml: `seed` is given twice \(line 2\); keep one"):
+        load_params(tmp_path / "params.yaml")

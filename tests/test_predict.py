@@ -179,7 +179,7 @@ def test_a_bad_photo_stops_the_run_or_is_skipped(photos, model, tmp_path, capsys
         (["--background", "white"], "--background and --composites go together"),
         (["--background", "no-such-colour", "--composites", "x"], "is neither a colour"),
         (["--submission", "sub.txt"], "name it .csv or .csv.gz"),
-        (["--threshold", "1.5", "--masks", "m"], "--threshold 1.5"),
+        (["--threshold", "1.5", "--masks", "m"], "argument --threshold: 1.5 is not a probability"),
         (["--model", "missing.pt", "--masks", "m"], "--model missing.pt: no such file"),
     ],
 )

@@ -81,3 +81,10 @@ def test_a_bad_row_is_an_invalid_parameter_naming_the_row(model: PhotoSegmenter,
 def test_a_threshold_outside_zero_to_one_is_refused(model: PhotoSegmenter, threshold: float) -> None:
     with pytest.raises(MlflowException, match=f"params: threshold is {threshold}; give a probability"):
         model.predict(None, frame(jpeg((30, 20))), {"threshold": threshold})
+
+
+def test_a_request_over_the_photo_limit_is_refused(model: PhotoSegmenter, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CARVANA_MAX_PHOTOS_PER_REQUEST", "3")
+    with pytest.raises(MlflowException, match="4 photos in one request, over the limit of 3"):
+        model.predict(None, frame(*[jpeg((24, 16))] * 4))
+    assert len(model.predict(None, frame(*[jpeg((24, 16))] * 3))) == 3

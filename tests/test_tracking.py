@@ -1,7 +1,13 @@
+import time
+
 import mlflow
 import pytest
 
+from carvana.core.errors import CarvanaError
 from carvana.core.paths import project_root, user_path, workspace_root
+from carvana.core.redact import redact
+from carvana.inference import references
+from carvana.server.processes import free_port
 from carvana.tracking import store
 from carvana.tracking.runs import continue_run, training_run
 
@@ -83,3 +89,55 @@ def test_missing_run_starts_a_new_one_tagged_with_its_origin(repo):
     tags = mlflow.get_run(run.info.run_id).data.tags
     assert tags["origin_run_id"] == "0123456789abcdef0123456789abcdef"
     assert tags["stage"] == "evaluate"
+
+
+def test_a_deleted_run_is_treated_as_a_missing_one(repo):
+    with training_run({"train.lr": 0.1}) as run:
+        pass
+    mlflow.tracking.MlflowClient().delete_run(run.info.run_id)
+    with continue_run(run.info.run_id, "evaluate") as continued:
+        mlflow.log_metric("eval_dice", 0.5)
+    assert continued.info.run_id != run.info.run_id
+    assert mlflow.get_run(continued.info.run_id).data.tags["origin_run_id"] == run.info.run_id
+
+
+def test_models_latest_names_the_newest_version(repo):
+    client = mlflow.tracking.MlflowClient(store.connect())
+    client.create_registered_model("carvana-unet")
+    runs = []
+    for lr in (0.1, 0.2):
+        with training_run({"train.lr": lr}) as run:
+            runs.append(run.info.run_id)
+        client.create_model_version("carvana-unet", f"runs:/{run.info.run_id}/model", run.info.run_id)
+    assert references.run_of("models:/carvana-unet/latest") == runs[-1]
+    assert references.run_of("models:/carvana-unet/1") == runs[0]
+    with pytest.raises(CarvanaError, match="--model models:/other/latest: the tracking store has no versions"):
+        references.run_of("models:/other/latest")
+
+
+def test_an_unreachable_server_is_one_line_within_seconds_without_its_password(repo, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://user:hunter2@127.0.0.1:{free_port()}")
+    started = time.monotonic()
+    with pytest.raises(CarvanaError) as refused:
+        references.default_reference()
+    assert time.monotonic() - started < 15
+    message = str(refused.value)
+    assert "the tracking server http://***@127.0.0.1:" in message and "does not answer" in message
+    assert "hunter2" not in message
+
+
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        ("http://user:pw@host:5000/x?token=abc&a=1", "http://***@host:5000/x?token=***&a=1"),
+        ("postgresql://mlflow:s3cret@127.0.0.1:5432/mlflow", "postgresql://***@127.0.0.1:5432/mlflow"),
+        (
+            "https://bucket/k?X-Amz-Signature=zz&X-Amz-Credential=cc",
+            "https://bucket/k?X-Amz-Signature=***&X-Amz-Credential=***",
+        ),
+        ("sqlite:////repo/mlruns/mlflow.db", "sqlite:////repo/mlruns/mlflow.db"),
+        ("models:/carvana-unet@champion", "models:/carvana-unet@champion"),
+    ],
+)
+def test_uris_are_shown_without_secrets(uri, shown):
+    assert redact(uri) == shown

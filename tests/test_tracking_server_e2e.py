@@ -33,6 +33,13 @@ STOP_TIMEOUT = 60
 EXPORT = re.compile(r"^export MLFLOW_TRACKING_URI=(\S+)$", re.MULTILINE)
 PANEL = re.compile(r"images/val_panels\W+step\W+(\d+)\W+timestamp\W.*\.png")  # MLflow's separator: % or +
 EXIT_TIMEOUT = 10  # PostgreSQL's last process ends a moment after `pg_ctl stop` returns
+# Credentials in the clones' environment (the server has no auth: it ignores the URI's): none may appear in any
+# output or file.
+CANARIES = {
+    "MLFLOW_TRACKING_URI": "canary-tracking-password-5b1e",
+    "KAGGLE_KEY": "canary-kaggle-key-93c0",
+    "AWS_SECRET_ACCESS_KEY": "canary-aws-secret-c27d",
+}
 
 
 class TrackingServer:
@@ -149,7 +156,8 @@ def clones(server: TrackingServer, tmp_path_factory: pytest.TempPathFactory) -> 
     first = Workspace(tmp_path_factory.mktemp("clone-a"))
     second = Workspace(tmp_path_factory.mktemp("clone-b"))
     for clone in (first, second):
-        clone.env["MLFLOW_TRACKING_URI"] = server.url
+        clone.env |= CANARIES | {"KAGGLE_USERNAME": "carvana", "AWS_ACCESS_KEY_ID": "carvana"}
+        clone.env["MLFLOW_TRACKING_URI"] = server.url.replace("://", f"://carvana:{CANARIES['MLFLOW_TRACKING_URI']}@")
     first.run("dvc", "repro")
     second.run("dvc", "exp", "run", "-n", "lr-3e-3", "-S", "train.lr=0.003")
     return first, second
@@ -215,6 +223,32 @@ def test_the_champion_is_the_better_run_and_loads_through_the_server(
     photo = min((clones[0].root / "stages/download/train").glob("*.jpg"))
     answer = champion.predict(photo_frame(photo))
     assert (answer["width"][0], answer["height"][0]) == (240, 160) and answer["rle"][0]
+
+
+def test_no_credential_in_any_output_or_file(
+    clones: tuple[Workspace, Workspace], server: TrackingServer, tmp_path: Path
+) -> None:
+    first = clones[0]
+    first.run("python", "-m", "carvana.predict", "stages/download/train", "--masks", str(tmp_path / "masks"))
+    first.run("python", "-m", "carvana.export", "--onnx", str(tmp_path / "model.onnx"))
+    refused = first.run("python", "-m", "carvana.cv", "--out", str(tmp_path / "cv"), check=False)
+    assert refused.returncode == 2 and f"in {server.url.replace('://', '://***@')}" in refused.stderr
+    unreachable = first.env["MLFLOW_TRACKING_URI"].replace(str(server.ports[0]), str(free_port()))
+    down = subprocess.run(
+        [sys.executable, "-m", "carvana.predict", "stages/download/train", "--masks", str(tmp_path / "m2")],
+        cwd=first.root,
+        env=first.env | {"MLFLOW_TRACKING_URI": unreachable},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert down.returncode == 2 and "does not answer" in down.stderr and not (tmp_path / "m2").exists()
+    printed = [down.stdout + down.stderr] + [c.stdout + c.stderr for clone in clones for c in clone.commands]
+    files = [tmp_path, server.folder, *(clone.root for clone in clones)]
+    for secret in CANARIES.values():
+        assert not any(secret in text for text in printed), secret
+        found = [p for folder in files for p in folder.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+        assert not found, (secret, found)
 
 
 def test_nothing_lands_in_the_clones_local_store(clones: tuple[Workspace, Workspace]) -> None:

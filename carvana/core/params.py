@@ -179,10 +179,25 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
     if not path.exists():
         raise CarvanaError(f"{path} not found: run the stages from the repository root (where dvc.yaml is)")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), UniqueKeys) or {}
     except yaml.YAMLError as error:
         raise CarvanaError(f"{path} is not valid YAML: {error}") from error
     return parse(data)
+
+
+class UniqueKeys(yaml.SafeLoader):
+    """YAML that refuses a key given twice in one mapping (DVC refuses such a params.yaml; PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise CarvanaError(
+                    f"{PARAMS_FILE}: `{key}` is given twice (line {key_node.start_mark.line + 1}); keep one"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def parse(data: Any) -> Params:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from carvana.core.atomic import atomic_write
 from carvana.core.errors import CarvanaError
@@ -20,6 +20,8 @@ from carvana.core.errors import CarvanaError
 # Kaggle's masks are palette GIFs whose index 0 is black (background) and 1 is white (car).
 MASK_PALETTE = [0, 0, 0, 255, 255, 255]
 WIDE_GREY = ("I;16", "I;16L", "I;16B", "I")  # 16-bit greyscale PNGs open in these modes
+ORIENTATION = 0x0112  # the EXIF tag phones write: how the stored pixels are turned relative to the photo's view
+QUARTER_TURNED = (5, 6, 7, 8)  # orientations whose stored width and height are the shown height and width
 
 
 @contextmanager
@@ -54,10 +56,20 @@ def rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def orientation(image: Image.Image) -> int:
+    return image.getexif().get(ORIENTATION, 1)
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """The photo as every viewer shows it: its EXIF orientation applied (a phone's portrait photo is stored on
+    its side, with orientation 6 or 8)."""
+    return ImageOps.exif_transpose(image) if orientation(image) != 1 else image
+
+
 def read_image(source: Path | BinaryIO, name: str | None = None) -> np.ndarray:
-    """HxWx3 uint8 RGB."""
+    """HxWx3 uint8 RGB, upright."""
     with open_image(source, name=name) as image:
-        return np.asarray(rgb(image))
+        return np.asarray(rgb(upright(image)))
 
 
 def read_mask(path: Path) -> np.ndarray:

@@ -12,7 +12,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from carvana.data.imageio import open_image, read_mask, rgb
+from carvana.data.imageio import QUARTER_TURNED, open_image, orientation, read_mask, rgb, upright
 
 RESAMPLE = Image.Resampling.BILINEAR  # PIL widens the kernel when shrinking: an anti-aliased resize
 
@@ -25,12 +25,13 @@ def load_photo(path: Path, size: tuple[int, int]) -> np.ndarray:
 def load_photo_sized(
     source: Path | BinaryIO, size: tuple[int, int], name: str | None = None
 ) -> tuple[tuple[int, int], np.ndarray]:
-    """The photo's own (height, width), and the photo at size = (height, width)."""
+    """The photo's own (height, width) as shown (upright), and the upright photo at size = (height, width)."""
     height, width = size
     with open_image(source, name=name) as image:
-        original = (image.height, image.width)
-        image.draft("RGB", (width, height))
-        return original, np.asarray(rgb(image).resize((width, height), RESAMPLE))
+        turned = orientation(image) in QUARTER_TURNED
+        original = (image.width, image.height) if turned else (image.height, image.width)
+        image.draft("RGB", (height, width) if turned else (width, height))  # the stored pixels' axes
+        return original, np.asarray(rgb(upright(image)).resize((width, height), RESAMPLE))
 
 
 def resize_photo(photo: np.ndarray, size: tuple[int, int]) -> np.ndarray:

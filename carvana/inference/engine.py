@@ -30,7 +30,7 @@ OnError = Literal["stop", "skip"]
 @dataclass
 class Outcome:
     photo: AnyPhoto
-    values: list[Any] = field(default_factory=list)  # what each writer returned, in the order of `writers`
+    values: dict[str, Any] = field(default_factory=dict)  # what each writer returned, by the writer's key
     error: str | None = None
 
 
@@ -62,9 +62,9 @@ def predict(
         for photo, future in batch:
             values, error = result_or_error(future, on_error)
             if error is None:
-                for writer, value in zip(writers, values):
-                    writer.collect(photo, value)
-            yield Outcome(photo, values or [], error)
+                for writer in writers:
+                    writer.collect(photo, values[writer.key])
+            yield Outcome(photo, values or {}, error)
 
     try:
         for _ in range(AHEAD):
@@ -112,11 +112,13 @@ def write(
     threshold: float,
     refine: int,
     writers: Sequence[Writer],
-) -> list[Any]:
+) -> dict[str, Any]:
+    for writer in writers:
+        writer.check(photo, size[1], size[0])
     prediction = Prediction(photo, upsample(probability, size), threshold)
     if refine:
         prediction.probability = guided(prediction.probability, prediction.rgb, refine)
-    return [writer.write(prediction) for writer in writers]
+    return {writer.key: writer.write(prediction) for writer in writers}
 
 
 def result_or_error(future: Future, on_error: OnError) -> tuple[Any, str | None]:

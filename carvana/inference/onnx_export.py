@@ -25,7 +25,7 @@ from carvana.core.atomic import atomic_write
 from carvana.core.errors import CarvanaError
 from carvana.inference.segmenter import PhotoProbabilities
 from carvana.model.checkpoint import build_model, load_checkpoint
-from carvana.tracking.store import tracking_uri
+from carvana.tracking.store import connect
 
 OPSET = 20
 INPUT, OUTPUT = "images", "probabilities"
@@ -92,5 +92,5 @@ def log_onnx(path: Path, run_id: str) -> str:
     with tempfile.TemporaryDirectory(prefix="carvana-onnx-") as scratch:
         named = Path(scratch) / ARTIFACT_NAME
         named.symlink_to(path.resolve())  # MLflow copies (or uploads) the file the link points to
-        MlflowClient(tracking_uri()).log_artifact(run_id, str(named), ARTIFACT_DIR)
+        MlflowClient(connect()).log_artifact(run_id, str(named), ARTIFACT_DIR)
     return f"{ARTIFACT_DIR}/{ARTIFACT_NAME}"

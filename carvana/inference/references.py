@@ -17,16 +17,22 @@ from mlflow.tracking import MlflowClient
 from carvana.core.errors import CarvanaError
 from carvana.core.outputs import checkpoint_path, read_run_id
 from carvana.core.paths import project_root
+from carvana.core.redact import redact
 from carvana.tracking.registry import CHAMPION, MODEL_NAME
 from carvana.tracking.runs import run_exists
-from carvana.tracking.store import tracking_uri
+from carvana.tracking.store import connect, tracking_uri
 
 DEFAULT = f"models:/{MODEL_NAME}@{CHAMPION}"
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def default_reference() -> str:
-    """The champion if a store is reachable and has one, else the workspace's best checkpoint."""
+    """The champion of the tracking server when one is set (never silently another model: a server that is down
+    or has no champion is an error); with none set, the local store's champion, else the workspace's best
+    checkpoint."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        run_of(DEFAULT)
+        return DEFAULT
     if store_configured():
         try:
             run_of(DEFAULT)
@@ -65,7 +71,7 @@ def names_a_run(reference: str) -> bool:
 
 def run_of(reference: str) -> str:
     """The MLflow run that trained the model `reference` (models:/ URI or run id) names."""
-    mlflow.set_tracking_uri(tracking_uri())
+    connect()
     client = MlflowClient()
     try:
         if RUN_ID.match(reference):
@@ -74,10 +80,15 @@ def run_of(reference: str) -> str:
         if "@" in name:
             name, alias = name.split("@", 1)
             return client.get_model_version_by_alias(name, alias).run_id
+        if version == "latest":
+            versions = client.search_model_versions(f"name = '{name}'")
+            if not versions:
+                raise CarvanaError(f"--model {reference}: the tracking store has no versions of {name}")
+            return max(versions, key=lambda v: int(v.version)).run_id
         return client.get_model_version(name, version).run_id
     except MlflowException as error:
         raise CarvanaError(
-            f"--model {reference}: not found in the tracking store {tracking_uri()} ({error.message})"
+            f"--model {reference}: not found in the tracking store {redact(tracking_uri())} ({error.message})"
         ) from None
 
 
@@ -93,5 +104,5 @@ def trained_by(reference: str) -> str | None:
         run_id = read_run_id()
     except CarvanaError:
         return None
-    mlflow.set_tracking_uri(tracking_uri())
+    connect()
     return run_id if run_exists(run_id) else None

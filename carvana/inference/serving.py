@@ -35,6 +35,8 @@ from carvana.model.device import resolve_device
 IMAGE = "image"  # the request's column
 CHECKPOINT = "checkpoint"  # the model's artifact: stages/train/checkpoints/best.pt
 MAX_PHOTO_BYTES = 20 * 2**20  # per row, before base64; a 24-megapixel JPEG is about 10 MB
+MAX_PHOTOS = "CARVANA_MAX_PHOTOS_PER_REQUEST"  # the environment variable, set where the server starts
+DEFAULT_MAX_PHOTOS = 32  # a request's answer (cut-outs included) is held whole: about 6 MB a full-size photo
 PARAMS = ParamSchema(
     [
         ParamSpec("threshold", "double", 0.5),
@@ -69,17 +71,25 @@ class PhotoSegmenter(mlflow.pyfunc.PythonModel):
         threshold = settings["threshold"]
         if not 0 < threshold < 1:
             raise invalid(f"params: threshold is {threshold}; give a probability between 0 and 1")
+        most = int(os.environ.get(MAX_PHOTOS, DEFAULT_MAX_PHOTOS))
+        if len(model_input) > most:
+            raise invalid(
+                f"{len(model_input)} photos in one request, over the limit of {most}; send them in several "
+                f"requests (the server's limit is {MAX_PHOTOS})"
+            )
         photos = [encoded_photo(row, value) for row, value in model_input[IMAGE].items()]
         answer = Answer(settings["cutout"], settings["hard"])
         try:
             outcomes = list(predict(photos, self.segmenter, [answer], threshold, threads=os.cpu_count() or 1))
         except CarvanaError as error:
             raise invalid(str(error)) from None
-        return pd.DataFrame([outcome.values[0] for outcome in outcomes])
+        return pd.DataFrame([outcome.values[Answer.key] for outcome in outcomes])
 
 
 class Answer(PerPhoto):
     """A photo's row of the answer."""
+
+    key = "row"
 
     def __init__(self, cutout: bool, hard: bool) -> None:
         self.cutout, self.hard = cutout, hard

@@ -6,6 +6,7 @@ photo order in the caller's thread (the submission's rows). Every file is writte
 stopped run leaves no half-written submission behind (`abort`).
 """
 
+import csv
 import gzip
 import os
 from dataclasses import dataclass
@@ -48,6 +49,12 @@ class Prediction:
 
 
 class Writer(Protocol):
+    key: str  # names what `write` returns in an engine Outcome's values
+
+    def check(self, photo: AnyPhoto, width: int, height: int) -> None:
+        """Refuse (CarvanaError) a photo this writer's format cannot hold, before any writer writes it."""
+        ...
+
     def write(self, prediction: Prediction) -> Any: ...
 
     def collect(self, photo: AnyPhoto, value: Any) -> None: ...
@@ -59,6 +66,16 @@ class Writer(Protocol):
 
 class PerPhoto:
     """Writers of one output per photo (a file, complete when it appears, or a value), with nothing to finish."""
+
+    limit: int | None = None  # the most pixels a side the output's format holds
+    format_name = ""
+
+    def check(self, photo: AnyPhoto, width: int, height: int) -> None:
+        if self.limit is not None and max(width, height) > self.limit:
+            raise CarvanaError(
+                f"{photo.name}: {width}x{height} is more than the {self.limit} pixels a side {self.format_name} "
+                "holds; leave it out or shrink it"
+            )
 
     def collect(self, photo: AnyPhoto, value: Any) -> None:
         pass
@@ -73,22 +90,35 @@ class PerPhoto:
 class MaskGifs(PerPhoto):
     """<id>_mask.gif at the photo's size: Kaggle's palette GIF, values 0/1."""
 
+    key, limit, format_name = "masks", 65535, "GIF"
+
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
+    @staticmethod
+    def name(image_id: str) -> str:
+        return f"{image_id}_mask.gif"
+
     def write(self, prediction: Prediction) -> None:
-        path = self.folder / f"{prediction.photo.image_id}_mask.gif"
+        path = self.folder / self.name(prediction.photo.image_id)
         atomic_write(path, lambda tmp: mask_image(prediction.mask).save(tmp, format="GIF"))
 
 
 class Cutouts(PerPhoto):
     """<id>.png (or .webp): the car opaque, the background transparent."""
 
+    key = "cutouts"
+
     def __init__(self, folder: Path, hard: bool, image_format: str = "png") -> None:
         self.folder, self.hard, self.format = folder, hard, image_format
+        self.limit, self.format_name = (16383, "WebP") if image_format == "webp" else (None, "PNG")
+
+    @staticmethod
+    def name(image_id: str, image_format: str) -> str:
+        return f"{image_id}.{image_format}"
 
     def write(self, prediction: Prediction) -> None:
-        path = self.folder / f"{prediction.photo.image_id}.{self.format}"
+        path = self.folder / self.name(prediction.photo.image_id, self.format)
         atomic_write(path, lambda tmp: save_cutout(prediction, self.hard, tmp, self.format))
 
 
@@ -103,16 +133,22 @@ def save_cutout(prediction: Prediction, hard: bool, target: Path | BinaryIO, ima
 class Backgrounds(PerPhoto):
     """<id>.jpg: the car composited onto a colour or onto another photo (scaled to cover the frame)."""
 
+    key, limit, format_name = "composites", 65535, "JPEG"
+
     def __init__(self, folder: Path, background: str, hard: bool) -> None:
         self.folder, self.hard = folder, hard
         self.colour, self.photo = parse_background(background)
+
+    @staticmethod
+    def name(image_id: str) -> str:
+        return f"{image_id}.jpg"
 
     def write(self, prediction: Prediction) -> None:
         height, width = prediction.probability.shape
         behind = self.backdrop(width, height)
         alpha = prediction.alpha(self.hard)[..., None]
         picture = (alpha * prediction.rgb + (1 - alpha) * behind).round().astype(np.uint8)
-        path = self.folder / f"{prediction.photo.image_id}.jpg"
+        path = self.folder / self.name(prediction.photo.image_id)
         atomic_write(path, lambda tmp: Image.fromarray(picture).save(tmp, format="JPEG", quality=92))
 
     def backdrop(self, width: int, height: int) -> np.ndarray:
@@ -138,21 +174,29 @@ def parse_background(spec: str) -> tuple[tuple[int, int, int] | None, Image.Imag
 
 
 class Submission:
-    """Kaggle's submission: `img,rle_mask` rows in photo order, `.csv` or `.csv.gz`; it appears when complete."""
+    """Kaggle's submission: `img,rle_mask` rows in photo order, `.csv` or `.csv.gz` (written by the csv module: an id
+    with a comma or a quote is quoted); it appears when complete."""
+
+    key = "submission"
 
     def __init__(self, path: Path) -> None:
         if not path.name.endswith((".csv", ".csv.gz")):
             raise CarvanaError(f"--submission {path}: name it .csv or .csv.gz")
         self.path = path
         self.tmp = prepared_parent(path) / f"{temp_prefix(path)}{os.urandom(4).hex()}"
-        self.file = gzip.open(self.tmp, "wt") if path.name.endswith(".gz") else open(self.tmp, "w")  # noqa: SIM115
-        self.file.write("img,rle_mask\n")
+        opener = gzip.open if path.name.endswith(".gz") else open
+        self.file = opener(self.tmp, "wt", newline="")
+        self.rows = csv.writer(self.file, lineterminator="\n")
+        self.rows.writerow(["img", "rle_mask"])
+
+    def check(self, photo: AnyPhoto, width: int, height: int) -> None:
+        pass
 
     def write(self, prediction: Prediction) -> str:
         return rle.encode(prediction.mask)
 
     def collect(self, photo: AnyPhoto, value: Any) -> None:
-        self.file.write(f"{photo.image_id}.jpg,{value}\n")
+        self.rows.writerow([f"{photo.image_id}.jpg", value])
 
     def close(self) -> None:
         self.file.close()

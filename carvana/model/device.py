@@ -35,16 +35,17 @@ ONEDNN_ISA = {
 }
 
 
-def resolve_device(name: str) -> torch.device:
-    """`name` is auto, cpu, cuda or cuda:N (params.yaml's schema checks the spelling)."""
+def resolve_device(name: str, given_as: str = "params: `train.device`") -> torch.device:
+    """`name` is auto, cpu, cuda or cuda:N (its spelling checked already); `given_as` names it in errors, as the
+    user wrote it (a param, a flag)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise CarvanaError(f"params: `train.device` is {name!r} but CUDA is not available here; use auto or cpu")
+        raise CarvanaError(f"{given_as} is {name!r} but CUDA is not available here; use auto or cpu")
     if device.index is not None and device.index >= torch.cuda.device_count():
         raise CarvanaError(
-            f"params: `train.device` is {name!r} but this machine has {torch.cuda.device_count()} CUDA device(s); "
+            f"{given_as} is {name!r} but this machine has {torch.cuda.device_count()} CUDA device(s); "
             "use cuda:0 .. cuda:N-1 or auto"
         )
     return device

@@ -101,8 +101,8 @@ def end_abandoned(run_id: str) -> None:
 
 
 def run_exists(run_id: str) -> bool:
+    """The store holds the run and it is not deleted (a deleted run can take no more metrics)."""
     try:
-        mlflow.get_run(run_id)
+        return mlflow.get_run(run_id).info.lifecycle_stage != "deleted"
     except MlflowException:
         return False
-    return True
