@@ -8,9 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from carvana.data.imageio import mask_image
+from carvana.model.checkpoint import save_checkpoint
+from carvana.model.unet import UNet
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -27,6 +30,14 @@ def write_pair(root: Path, image_id: str, size: tuple[int, int] = (48, 64), seed
     (root / "train_masks").mkdir(parents=True, exist_ok=True)
     Image.fromarray(photo).save(root / "train" / f"{image_id}.jpg", quality=95)
     mask_image(mask).save(root / "train_masks" / f"{image_id}_mask.gif", format="GIF")
+
+
+def untrained_checkpoint(path: Path, size: tuple[int, int] = (16, 24), features: tuple[int, ...] = (4, 8)) -> Path:
+    """A U-Net checkpoint straight from its (seeded) initialisation: for the code paths that need a model."""
+    torch.manual_seed(0)
+    config = {"in_channels": 3, "out_channels": 1, "features": list(features)}
+    save_checkpoint(path, {"model_config": config, "image_size": list(size), "model": UNet(**config).state_dict()})
+    return path
 
 
 def jpeg_declaring(width: int, height: int) -> bytes:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import torch
+from conftest import untrained_checkpoint
 from mlflow.tracking import MlflowClient
 from PIL import Image
 from pipeline_workspace import Workspace
@@ -19,19 +19,10 @@ from carvana.core.errors import CarvanaError
 from carvana.inference.onnx_backend import OnnxSegmenter
 from carvana.inference.onnx_export import OPSET, export_onnx
 from carvana.inference.segmenter import TorchSegmenter, upsample
-from carvana.model.checkpoint import save_checkpoint
-from carvana.model.unet import UNet
 
 MAX_PROBABILITY_DIFFERENCE = 1e-4
 MAX_MASK_DIFFERENCE = 1e-4  # share of the pixels: 0.01 %
 BEST = "stages/train/checkpoints/best.pt"
-
-
-def untrained_checkpoint(path: Path, size: tuple[int, int], features: list[int]) -> Path:
-    torch.manual_seed(0)
-    config = {"in_channels": 3, "out_channels": 1, "features": features}
-    save_checkpoint(path, {"model_config": config, "image_size": list(size), "model": UNet(**config).state_dict()})
-    return path
 
 
 def random_photos(count: int, size: tuple[int, int]) -> np.ndarray:

@@ -9,15 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_pair
+from conftest import untrained_checkpoint, write_pair
 from mlflow.pyfunc import PythonModelContext
 from PIL import Image
 
 from carvana.data.imageio import read_image
 from carvana.data.resize import load_photo_sized
 from carvana.inference.serving import CHECKPOINT, PhotoSegmenter
-from carvana.model.checkpoint import save_checkpoint
-from carvana.model.unet import UNet
 from carvana.predict import main as predict_main
 from carvana.sources.check import check_dataset
 
@@ -71,10 +69,7 @@ def test_the_dataset_check_compares_the_mask_with_the_photo_as_shown(tmp_path: P
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    config = {"in_channels": 3, "out_channels": 1, "features": [4, 8]}
-    path = tmp_path_factory.mktemp("model") / "best.pt"
-    save_checkpoint(path, {"model": UNet(**config).state_dict(), "model_config": config, "image_size": [16, 24]})
-    return path
+    return untrained_checkpoint(tmp_path_factory.mktemp("model") / "best.pt")
 
 
 @pytest.mark.parametrize("orientation", [6, 8])

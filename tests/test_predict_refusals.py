@@ -9,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import untrained_checkpoint
 from PIL import Image
 
-from carvana.model.checkpoint import save_checkpoint
-from carvana.model.unet import UNet
 from carvana.predict import console_script
 
 
@@ -28,10 +27,7 @@ def photos(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    config = {"in_channels": 3, "out_channels": 1, "features": [4, 8]}
-    path = tmp_path_factory.mktemp("model") / "best.pt"
-    save_checkpoint(path, {"model": UNet(**config).state_dict(), "model_config": config, "image_size": [16, 24]})
-    return path
+    return untrained_checkpoint(tmp_path_factory.mktemp("model") / "best.pt")
 
 
 def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:

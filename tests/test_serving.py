@@ -7,22 +7,20 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import untrained_checkpoint
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PythonModelContext
 from PIL import Image
 
 from carvana.inference import rle
 from carvana.inference.serving import CHECKPOINT, MAX_PHOTO_BYTES, PhotoSegmenter
-from carvana.model.checkpoint import save_checkpoint
-from carvana.model.unet import UNet
 
 CONFIG = {"in_channels": 3, "out_channels": 1, "features": [4, 8]}
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> PhotoSegmenter:
-    checkpoint = tmp_path_factory.mktemp("model") / "best.pt"
-    save_checkpoint(checkpoint, {"model": UNet(**CONFIG).state_dict(), "model_config": CONFIG, "image_size": [16, 24]})
+    checkpoint = untrained_checkpoint(tmp_path_factory.mktemp("model") / "best.pt")
     model = PhotoSegmenter()
     model.load_context(PythonModelContext({CHECKPOINT: str(checkpoint)}, None))
     return model

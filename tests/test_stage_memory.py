@@ -10,13 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
+from conftest import untrained_checkpoint
 
 from benchmarks.measure import peak_memory
 from benchmarks.stages import stage_workspace
 from carvana.data.layout import image_ids
-from carvana.model.checkpoint import save_checkpoint
-from carvana.model.unet import UNet
 from carvana.sources.synthetic import generate
 
 
@@ -24,23 +22,15 @@ def evaluate_peak(root: Path, copies: int, work: Path) -> int:
     workspace = stage_workspace(root, image_ids(root), copies, work)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
     subprocess.run([sys.executable, "-m", "carvana.prepare"], cwd=workspace, env=env, check=True, capture_output=True)
-    checkpoints = workspace / "stages" / "train" / "checkpoints"
-    checkpoints.mkdir(parents=True)
-    config = {"in_channels": 3, "out_channels": 1, "features": [4, 8]}
-    model = UNet(**config)
-    save_checkpoint(
-        checkpoints / "best.pt", {"model": model.state_dict(), "model_config": config, "image_size": [32, 48]}
-    )
-    (workspace / "stages" / "train" / "mlflow_run.json").write_text(
-        '{"run_id": "0123456789abcdef", "experiment_id": "0"}'
-    )
+    untrained_checkpoint(workspace / "stages" / "train" / "checkpoints" / "best.pt", size=(32, 48))
+    run_file = workspace / "stages" / "train" / "mlflow_run.json"
+    run_file.write_text('{"run_id": "0123456789abcdef", "experiment_id": "0"}')  # no such run: evaluate opens one
     return peak_memory([sys.executable, "-m", "carvana.evaluate"], workspace, env)
 
 
 def test_evaluate_peak_memory_does_not_grow_with_the_val_photos(tmp_path: Path) -> None:
     root = tmp_path / "photos"
     generate(root, cars=1, width=1918, height=1280, seed=0)
-    torch.manual_seed(0)
     few, many = evaluate_peak(root, 4, tmp_path), evaluate_peak(root, 16, tmp_path)
     print(f"evaluate peak memory: {few / 2**20:.0f} MiB over 16 val photos, {many / 2**20:.0f} MiB over 64")
     assert many < few + 150 * 2**20
