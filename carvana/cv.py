@@ -23,6 +23,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from carvana.core.atomic import atomic_write, write_text
+from carvana.core.cli import Parser
 from carvana.core.errors import CarvanaError, run_main
 from carvana.core.redact import redact
 from carvana.tracking.store import EXPERIMENT, connect, tracking_uri
@@ -187,13 +188,13 @@ def plot(client: MlflowClient, found: list[Recipe], path: Path, fold: int | None
     atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    parser = Parser("carvana cv", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("cv"), help="folder for cv.md and cv.png (default: cv)")
     parser.add_argument("--experiment", default=EXPERIMENT, help=f"MLflow experiment (default: {EXPERIMENT})")
     parser.add_argument("--fold", type=int, help="compare the recipes on this fold only (no means)")
     parser.add_argument("--recipe", action="append", help="only this recipe (repeat for several; default: all)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     connect()
     client = MlflowClient()
     found = recipes(client, args.experiment, args.fold)

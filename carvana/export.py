@@ -13,15 +13,14 @@ import argparse
 import os
 from pathlib import Path
 
+from carvana.core.cli import Parser
 from carvana.core.errors import CarvanaError, run_main
 from carvana.inference.onnx_export import OPSET, export_onnx, log_onnx
 from carvana.inference.references import default_reference, local_file, trained_by
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        "python -m carvana.export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = Parser("carvana export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--onnx", type=Path, required=True, metavar="FILE", help="where to write the ONNX model")
     parser.add_argument("--model", help="the model to export (default: the champion, else best.pt)")
     return parser.parse_args(argv)

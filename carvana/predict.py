@@ -33,7 +33,7 @@ from carvana.model.device import resolve_device
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = Parser("carvana-predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser("carvana predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("photos", nargs="+", help="photo files, folders, glob patterns or zips")
     parser.add_argument(
         "--model",

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from carvana.core.cli import Parser
 from carvana.core.errors import CarvanaError, run_main
 from carvana.core.params import PARAMS_FILE, parse
 
@@ -56,10 +57,10 @@ def set_args(name: str, params_file: Path = PARAMS_FILE) -> list[str]:
     ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    parser = Parser("carvana preset", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", help=f"one of: {', '.join(available())}")
-    print(" ".join(set_args(parser.parse_args().name)))
+    print(" ".join(set_args(parser.parse_args(argv).name)))
 
 
 if __name__ == "__main__":

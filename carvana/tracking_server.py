@@ -24,19 +24,17 @@ from carvana.server.processes import free_port, local_url, port_in_use
 PREFIX = "tracking server:"
 
 
-def parse_args() -> argparse.Namespace:
-    parser = Parser(
-        "python -m carvana.tracking_server", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = Parser("carvana server", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", type=Path, default=project_root() / ".server", help="default: <repo>/.server")
     parser.add_argument("--port", type=port, default=5000, help="the MLflow server's port (default: 5000)")
     parser.add_argument("--postgres-port", type=port, help="PostgreSQL's port (default: a free one)")
     parser.add_argument("--workers", type=positive, default=2, help="MLflow server worker processes (default: 2)")
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     mlflow_server.check_driver()
     if port_in_use(args.port):
         raise CarvanaError(f"port {args.port} is in use on 127.0.0.1: pick another with --port")

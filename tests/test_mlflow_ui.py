@@ -13,13 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import chromium, missing_browser
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from PIL import Image
 from pipeline_workspace import Workspace
-from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
@@ -29,34 +27,13 @@ from selenium.webdriver.support.wait import WebDriverWait
 from carvana.server.mlflow_server import SERVER_ENV
 from carvana.server.processes import HOST, free_port, local_url, stop_group, wait_for_http
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 MLFLOW = Path(sys.executable).parent / "mlflow"
-# Headless, and nothing that reaches beyond loopback (updates, sync, field trials, QUIC probes).
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1600,1200",
-]
 SERVER_START_TIMEOUT = 60
 EXPERIMENT_API = "ajax-api/2.0/mlflow/experiments/get-by-name"
 PAGE_TIMEOUT = 30
 WORST_CASES = "render_masks/worst_cases.png"
 # An <img>'s decoded size, or 0 while it has not loaded.
 NATURAL_SIZE = "const image = arguments[0]; return image.naturalWidth && [image.naturalWidth, image.naturalHeight]"
-
-
-def missing_browser() -> str | None:
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if not path.is_file():
-            return f"{path.name.capitalize()} not found at {path}: apt-get install chromium chromium-driver"
-    return None
 
 
 MISSING_BROWSER = missing_browser()
@@ -106,16 +83,8 @@ def server(workspace: Workspace) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
-    options = Options()
-    options.binary_location = str(CHROMIUM)
-    for arg in [*CHROMIUM_ARGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"]:
-        options.add_argument(arg)
-    # An explicit chromedriver path: Selenium Manager (which downloads drivers) never runs.
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,11 @@ import math
 
 import pytest
 import yaml
+from conftest import REPO
 
 from carvana.core.errors import CarvanaError
-from carvana.core.params import flatten, load_params, parse, schema_lines
+from carvana.core.params import flatten, load_params, parse
+from carvana.core.params import main as params_main
 from carvana.preset import available, set_args
 
 
@@ -34,7 +36,7 @@ NAN = math.nan
         (lambda p: p["train"].update(lr=NAN), "`train.lr` is nan; it must be a finite number"),
         (lambda p: p["train"].update(lr=math.inf), "`train.lr` is inf; it must be a finite number"),
         (lambda p: p["train"].update(lr=0), "`train.lr` is 0; it must be greater than 0"),
-        (lambda p: p["train"].update(lrr=0.1), "unknown key `train.lrr`; known keys here: device, epochs"),
+        (lambda p: p["train"].update(lrr=0.1), "unknown key `train.lrr` (did you mean lr?); known keys here: device"),
         (lambda p: p["train"].update(epochs=0), "`train.epochs` is 0; it must be greater than or equal to 1"),
         (lambda p: p["train"].update(epochs=2.5), "`train.epochs` is 2.5; it must be a valid integer"),
         (
@@ -87,11 +89,21 @@ def test_yaml_scientific_notation_without_dot_is_a_float(repo_params, tmp_path):
     assert load(tmp_path, repo_params).train.lr == 1e-4
 
 
-def test_schema_lists_every_key_with_its_bounds_and_help():
-    lines = schema_lines()
+def test_carvana_params_lists_every_key_with_its_bounds_value_and_help(capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    params_main([])
+    lines = capsys.readouterr().out.splitlines()
     lr = next(line for line in lines if line.startswith("train.lr "))
-    assert lr.split("  ") == ["train.lr", "float", "> 0, <= 1", "Adam's learning rate"]
+    assert lr.split("  ") == ["train.lr", "float", "> 0, <= 1", "= 0.001", "Adam's learning rate"]
     assert any(line.startswith("download.synthetic.jpeg_quality ") for line in lines)
+    with pytest.raises(CarvanaError, match=r"no param `train.lrr` \(did you mean train.lr\?\)"):
+        params_main(["train.lrr"])
+
+
+def test_an_unknown_key_gets_the_nearest_one(repo_params):
+    repo_params["train"]["epoch"] = 3
+    with pytest.raises(CarvanaError, match=r"unknown key `train.epoch` \(did you mean epochs\?\)"):
+        parse(repo_params)
 
 
 def test_seed_preset_is_the_tutorial_recipe(repo_params, tmp_path):

@@ -4,6 +4,7 @@ A wrong key, type or value stops the stage with one line naming the key (e.g. `t
 `python -m carvana.core.params` prints the whole schema.
 """
 
+import difflib
 import types
 import typing
 from pathlib import Path
@@ -12,7 +13,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from carvana.core.errors import CarvanaError
+from carvana.core.cli import Parser
+from carvana.core.errors import CarvanaError, run_main
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -216,7 +218,8 @@ def describe(error: Any) -> str:
     if error["type"] == "missing":
         return f"params: `{key}` is missing; add it to params.yaml (see README)"
     if error["type"] == "extra_forbidden":
-        return f"params: unknown key `{key}`; known keys here: {', '.join(model.model_fields)}"
+        hint = nearest(str(error["loc"][-1]), list(model.model_fields))
+        return f"params: unknown key `{key}`{hint}; known keys here: {', '.join(model.model_fields)}"
     if error["type"] == "model_type":
         return f"params: `{key or 'params.yaml'}` must be a mapping of keys"
     need = help_text if error["type"] == "string_pattern_mismatch" else error["msg"].replace("Input should be", "")
@@ -250,17 +253,41 @@ def flatten(group: BaseModel, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def schema_lines(model: type[BaseModel] = Params, prefix: str = "") -> list[str]:
-    """`key  type  bounds  help` for every param."""
-    lines = []
+def schema_rows(model: type[BaseModel] = Params, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """(key, type, bounds, help) of every param."""
+    rows = []
     for name, field in model.model_fields.items():
         if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            lines += schema_lines(field.annotation, f"{prefix}{name}.")
+            rows += schema_rows(field.annotation, f"{prefix}{name}.")
             continue
         bounds = [f"{symbol} {getattr(m, key)}" for m in field.metadata for key, symbol in BOUNDS if hasattr(m, key)]
-        row = [f"{prefix}{name}", type_name(field.annotation), ", ".join(bounds) or "-", field.description or ""]
-        lines.append("  ".join(row).rstrip())
-    return lines
+        rows.append((f"{prefix}{name}", type_name(field.annotation), ", ".join(bounds) or "-", field.description or ""))
+    return rows
+
+
+def nearest(name: str, known: list[str]) -> str:
+    """` (did you mean x?)` for the closest of `known`, or nothing."""
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = Parser(
+        "carvana params",
+        description="Every param of params.yaml: its type, bounds, value in this workspace and what it does. "
+        "Change one with `dvc exp run -S KEY=VALUE`.",
+    )
+    parser.add_argument("keys", nargs="*", metavar="KEY", help="only these, e.g. train.lr train.model.features")
+    keys = parser.parse_args(argv).keys
+    rows = schema_rows()
+    known = [row[0] for row in rows]
+    for key in keys:
+        if key not in known:
+            raise CarvanaError(f"carvana params: no param `{key}`{nearest(key, known)}")
+    values = flatten(load_params()) if PARAMS_FILE.exists() else {}
+    for key, kind, bounds, help_text in rows:
+        if not keys or key in keys:
+            print(f"{key}  {kind}  {bounds}  = {values.get(key, '?')!r}  {help_text}".rstrip())
 
 
 def type_name(annotation: Any) -> str:
@@ -280,4 +307,4 @@ BOUNDS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="), ("min_length", "
 
 
 if __name__ == "__main__":
-    print("\n".join(schema_lines()))
+    run_main(main)

@@ -71,7 +71,7 @@ class PhotoSegmenter(mlflow.pyfunc.PythonModel):
         threshold = settings["threshold"]
         if not 0 < threshold < 1:
             raise invalid(f"params: threshold is {threshold}; give a probability between 0 and 1")
-        most = int(os.environ.get(MAX_PHOTOS, DEFAULT_MAX_PHOTOS))
+        most = max_photos()
         if len(model_input) > most:
             raise invalid(
                 f"{len(model_input)} photos in one request, over the limit of {most}; send them in several "
@@ -84,6 +84,10 @@ class PhotoSegmenter(mlflow.pyfunc.PythonModel):
         except CarvanaError as error:
             raise invalid(str(error)) from None
         return pd.DataFrame([outcome.values[Answer.key] for outcome in outcomes])
+
+
+def max_photos() -> int:
+    return int(os.environ.get(MAX_PHOTOS, DEFAULT_MAX_PHOTOS))
 
 
 class Answer(PerPhoto):

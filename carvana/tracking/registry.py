@@ -9,6 +9,7 @@ import base64
 import io
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -38,14 +39,21 @@ def log_model(checkpoint: Path, example: np.ndarray) -> None:
     log_pytorch(build_model(load_checkpoint(checkpoint), checkpoint), example.shape[:2])
     mlflow.pyfunc.log_model(
         name=SERVED,
-        python_model=str(SERVED_CODE),
-        artifacts={CHECKPOINT: str(checkpoint)},
-        signature=SIGNATURE,
         input_example=pd.DataFrame({IMAGE: [jpeg_base64(example)]}),
-        pip_requirements=pinned(*SERVED_NEEDS),
-        code_paths=[str(PACKAGE)],
         registered_model_name=MODEL_NAME,
+        **served_model(checkpoint),
     )
+
+
+def served_model(checkpoint: Path) -> dict[str, Any]:
+    """What mlflow.pyfunc.log_model / save_model take to make the served model of `checkpoint`."""
+    return {
+        "python_model": str(SERVED_CODE),
+        "artifacts": {CHECKPOINT: str(checkpoint)},
+        "signature": SIGNATURE,
+        "pip_requirements": pinned(*SERVED_NEEDS),
+        "code_paths": [str(PACKAGE)],
+    }
 
 
 def log_pytorch(model: torch.nn.Module, size: tuple[int, int]) -> None:
