@@ -7,7 +7,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: setup data run test ui server
+.PHONY: setup run test ui server
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -22,17 +22,7 @@ $(VENV)/.extra-%: $(VENV)/.installed
 	$(BIN)/pip install -q -c constraints.txt -e ".[$*]"
 	touch $@
 
-# data/ holds a team's own dataset, tracked by data.dvc and shared through the DVC remote (README, "Sharing").
-# A fresh clone has no data/ yet: while data.dvc is the committed template (data/.keep alone) it is re-created
-# here, bit for bit; a team's data comes with `dvc pull`.
-DATA_TEMPLATE := ba4f0654f84e902d6dbe66a199c2781b.dir
-data: setup
-	@if [ ! -d data ]; then \
-	    if grep -q "md5: $(DATA_TEMPLATE)" data.dvc; then mkdir data && touch data/.keep && $(BIN)/dvc add -q data; \
-	    else echo "error: data/ is tracked by data.dvc but not checked out here: run 'dvc pull data.dvc'" >&2; exit 2; fi; \
-	fi
-
-run: setup data
+run: setup
 	$(BIN)/dvc repro
 
 # The tests, then the learning and equivalence tests (`-m numerics`) again under each oneDNN cap that makes this

@@ -13,7 +13,7 @@ import yaml
 from carvana.preset import merged
 
 REPO = Path(__file__).resolve().parents[1]
-COPIED = ["carvana", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvc/config", ".dvcignore", ".gitignore", "data.dvc"]
+COPIED = ["carvana", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvc/config", ".dvcignore", ".gitignore", "data"]
 
 TINY_PARAMS = {
     "download": {"synthetic": {"cars": 4, "width": 240, "height": 160}},
@@ -96,8 +96,5 @@ class Workspace(Checkout):
         params = merged(merged(yaml.safe_load((root / "params.yaml").read_text()), overrides), extra or {})
         (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         self.run("git", "init", "-q", "-b", "main")
-        (root / "data").mkdir()  # the committed data.dvc's empty template, as `make data` re-creates it
-        (root / "data" / ".keep").touch()
-        self.run("dvc", "add", "-q", "data")
         self.run("git", "add", "-A")
         self.run("git", "commit", "-q", "-m", "tiny pipeline")

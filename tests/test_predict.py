@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
 from PIL import Image
 
 from carvana.core.errors import CarvanaError
@@ -66,15 +65,16 @@ def test_rle_round_trips(seed):
     assert np.array_equal(rle.decode(rle.encode(mask), mask.shape), mask)
 
 
-def test_rle_matches_kaggles_train_masks_csv_where_present():
-    """Kaggle's train_masks.csv, when it sits beside a dataset, is what our encoder makes of its GIFs."""
-    sample = REPO.parent / "shared" / "carvana-sample"
-    if not (sample / "train_masks.csv").exists():
-        pytest.skip(f"no train_masks.csv in {sample}")
-    rows = dict(line.split(",") for line in (sample / "train_masks.csv").read_text().splitlines()[1:])
-    for gif in sorted((sample / "train_masks").glob("*_mask.gif")):
-        name = gif.name.replace("_mask.gif", ".jpg")
-        assert rle.encode(read_mask(gif)) == rows[name].strip(), name
+def test_rle_matches_a_train_masks_csv_in_kaggles_format():
+    """tests/fixtures/kaggle: mask GIFs and their train_masks.csv rows, encoded apart from carvana (its README)."""
+    fixture = Path(__file__).parent / "fixtures" / "kaggle"
+    rows = dict(line.split(",") for line in (fixture / "train_masks.csv").read_text().splitlines()[1:])
+    gifs = sorted((fixture / "train_masks").glob("*_mask.gif"))
+    assert len(gifs) == len(rows) == 3
+    for gif in gifs:
+        mask, row = read_mask(gif), rows[gif.name.replace("_mask.gif", ".jpg")]
+        assert mask.shape == (1280, 1918) and rle.encode(mask) == row, gif.name
+        assert np.array_equal(rle.decode(row, mask.shape), mask)
 
 
 def test_photos_from_folders_files_globs_and_zips(photos, tmp_path):

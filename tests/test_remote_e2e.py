@@ -1,7 +1,7 @@
 """Sharing through a DVC remote, end to end, for an S3 remote (moto's server on loopback) and a directory remote.
 
-Clone A keeps the team's dataset in data/ (tracked by data.dvc, `download.source: data`), runs the pipeline on
-it, commits, and pushes to a bare git repository and to the DVC remote. Clone B, a fresh `git clone`, runs
+Clone A keeps the team's dataset in data/team (tracked by data/team.dvc, `download.source: data/team`), runs the
+pipeline on it, commits, and pushes to a bare git repository and to the DVC remote. Clone B, a fresh `git clone`, runs
 `dvc pull` and has nothing left to run. An experiment then travels the same way (`dvc exp push` / `dvc exp pull`
 / `dvc exp apply`). The S3 credentials are canary strings, set with `dvc remote modify --local`: they must show
 up nowhere but each clone's .dvc/config.local.
@@ -114,9 +114,9 @@ def clones(remote: Remote, tmp_path_factory: pytest.TempPathFactory) -> Clones:
 def pushed_workspace(root: Path, remote: Remote) -> tuple[Workspace, Path]:
     """Clone A, with the team's dataset in data/ and the pipeline run on it, pushed to git and to the DVC remote;
     and the bare git repository it pushed to."""
-    a = Workspace(root / "a", extra={"download": {"source": "data"}})
-    generate(a.root / "data", cars=4, width=240, height=160, seed=7, workers=1)
-    a.run("dvc", "add", "data")
+    a = Workspace(root / "a", extra={"download": {"source": "data/team"}})
+    generate(a.root / "data" / "team", cars=4, width=240, height=160, seed=7, workers=1)
+    a.run("dvc", "add", "data/team")
     a.run("dvc", "repro")
     remote.add_to(a)
     a.run("git", "add", "-A")
@@ -180,7 +180,7 @@ def differing(a: dict[str, bytes], b: dict[str, bytes]) -> list[str]:
 
 
 def test_pull_brings_the_dataset_and_every_output_byte_for_byte(after_pull: AfterPull):
-    assert any(path.startswith("data/train_masks/") for path in after_pull.a_files)  # the team's dataset
+    assert any(path.startswith("data/team/train_masks/") for path in after_pull.a_files)  # the team's dataset
     assert "stages/train/checkpoints/best.pt" in after_pull.a_files
     assert sorted(after_pull.b_files) == sorted(after_pull.a_files)
     assert differing(after_pull.a_files, after_pull.b_files) == []

@@ -14,7 +14,7 @@ LAYOUT = (
 FIX = (
     "Set download.source in params.yaml to `synthetic`, `kaggle`, "
     "or a path to a folder or .zip in Kaggle layout (relative paths start at the repository root). "
-    "For `data`, the team's dataset: put it there and run `dvc add data`, or fetch it with `dvc pull data.dvc`."
+    "For a team's dataset in data/<name>: put it there and run `dvc add data/<name>`, or fetch it with `dvc pull`."
 )
 
 
