@@ -7,7 +7,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: setup run test ui server
+.PHONY: setup run test test-fast ui server
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -34,6 +34,10 @@ test: $(VENV)/.extra-test
 	    echo "== numerics as a CPU capped at $$cap computes (ONEDNN_MAX_CPU_ISA=$$cap)"; \
 	    ONEDNN_MAX_CPU_ISA=$$cap $(BIN)/pytest -m numerics || exit 1; \
 	done
+
+# The unit tests alone (no dvc, servers or browser): under two minutes.
+test-fast: $(VENV)/.extra-test
+	$(BIN)/pytest -m "not e2e"
 
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host 127.0.0.1 --port 5000

@@ -2,7 +2,7 @@
 
 Masks: the engine writing Kaggle mask GIFs at the photos' 1918x1280 vs a milesial/Pytorch-UNet-style loop (full
 decode, PIL bicubic resize, one photo at a time through the model, logits upsampled with torch, thresholded, GIF
-saved). Render: the render_masks stage on the engine (masks, overlays, dice) vs its previous photo-by-photo path.
+saved). Render: render_masks on a folder of photos (the engine drawing overlays) vs a photo-by-photo path.
 Memory: the peak memory of `python -m carvana.predict --masks` over 4x as many photos as over the base set: flat
 memory keeps it near 1. The model is the default U-Net trained for a few epochs on the benchmark's own photos, so
 its masks (and the GIFs encoding them) look like a real model's.
@@ -21,8 +21,8 @@ from benchmarks.dataset import REPO, photo_size
 from benchmarks.measure import Spread, compare, peak_memory
 from benchmarks.recipes import Recipe
 from benchmarks.report import Row, megabytes
-from carvana.data.imageio import mask_image, read_image, read_mask
-from carvana.data.layout import image_path, mask_path
+from carvana.data.imageio import mask_image, read_image
+from carvana.data.layout import image_path
 from carvana.data.pictures import overlay, resize_to_width
 from carvana.data.resize import resize_mask, resize_photo
 from carvana.inference.engine import predict
@@ -30,7 +30,6 @@ from carvana.inference.photos import Photo
 from carvana.inference.segmenter import TorchSegmenter
 from carvana.inference.writers import MaskGifs
 from carvana.model.checkpoint import save_checkpoint
-from carvana.model.metrics import per_image_scores
 from carvana.model.unet import UNet
 from carvana.render_masks import Overlays
 from carvana.training.augment import train_transform
@@ -50,7 +49,7 @@ def trained_checkpoint(recipe: Recipe, arrays: tuple[np.ndarray, np.ndarray], wo
     )
     config = {"in_channels": 3, "out_channels": 1, "features": list(cfg.model.features)}
     model = UNet(**config)
-    fit = Fit.adam(model, cfg.lr, "cosine", epochs, len(loader), cfg.loss)
+    fit = Fit.of(model, cfg.model_copy(update={"lr_schedule": "cosine", "epochs": epochs}), len(loader))
     for epoch in range(1, epochs + 1):
         start_epoch(loader, epoch)
         train_epoch(fit, loader, epoch)
@@ -97,47 +96,38 @@ def milesial_mask(model: torch.nn.Module, size: tuple[int, int], path: Path, out
 def measure_render(
     recipe: Recipe, root: Path, ids: list[str], checkpoint: Path, work: Path, repeats: int, min_seconds: float
 ) -> Row:
+    """render_masks on a folder of photos (`render_masks.images`): the engine drawing overlays vs a photo-by-photo
+    path (decode, predict, upsample with torch, draw, in turn)."""
     segmenter = TorchSegmenter(checkpoint)
     photos = [Photo(i, str(image_path(root, i)), image_path(root, i)) for i in ids]
-    truths = {i: mask_path(root, i) for i in ids}
     width = recipe.params.render_masks.overlay_width
-    masks, overlays = work / "render-masks", work / "render-overlays"
-    masks.mkdir(exist_ok=True)
+    overlays = work / "render-overlays"
     overlays.mkdir(exist_ok=True)
 
     def engine() -> int:
-        writers = [MaskGifs(masks), Overlays(overlays, truths, width)]
-        return sum(1 for _ in predict(photos, segmenter, writers, threads=os.cpu_count() or 1))
+        return sum(1 for _ in predict(photos, segmenter, [Overlays(overlays, width)], threads=os.cpu_count() or 1))
 
     def previous() -> int:
         for photo in photos:
-            previous_render(segmenter, photo, truths[photo.image_id], width, masks, overlays)
+            previous_render(segmenter, photo, width, overlays)
         return len(photos)
 
     return Row.of(
-        f"render_masks: the engine vs its previous photo-by-photo path (masks, overlays, dice; {recipe.network})",
+        f"render_masks: the engine vs a photo-by-photo path (overlays of a folder of photos; {recipe.network})",
         compare(engine, previous, repeats, min_seconds),
         "photos/s",
         "> 1",
     )
 
 
-def previous_render(
-    segmenter: TorchSegmenter, photo: Photo, truth_path: Path, width: int, masks: Path, overlays: Path
-) -> float:
-    """render_masks before the engine: decode, predict, upsample with torch, write, score, overlay, in turn."""
+def previous_render(segmenter: TorchSegmenter, photo: Photo, width: int, overlays: Path) -> None:
     image = read_image(photo.path)
     probability = torch.from_numpy(segmenter.probabilities(resize_photo(image, segmenter.size)[None])[0])
     full = F.interpolate(probability[None, None], size=image.shape[:2], mode="bilinear", align_corners=False)
     pred = (full[0, 0] > 0.5).numpy().astype(np.uint8)
-    mask_image(pred).save(masks / f"{photo.image_id}_mask.gif", format="GIF")
-    truth = read_mask(truth_path)
-    dice = float(per_image_scores(torch.from_numpy(pred)[None], torch.from_numpy(truth)[None])["dice"][0])
     small = resize_to_width(image, width)
-    size = small.shape[:2]
-    picture = overlay(small, resize_mask(pred, size), resize_mask(truth, size))
+    picture = overlay(small, resize_mask(pred, small.shape[:2]))
     Image.fromarray(picture).save(overlays / f"{photo.image_id}.png", compress_level=1)
-    return dice
 
 
 def measure_memory(root: Path, ids: list[str], checkpoint: Path, work: Path, times: int = 4) -> Row:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from benchmarks.measure import Comparison
 from benchmarks.recipes import Recipe, recipes
@@ -53,9 +52,9 @@ def train_for(work: Path, seconds: float, features: list[int], batch: int) -> No
     ranks = distributed.start("cpu")
     torch.manual_seed(0)
     images, masks = np.load(work / "processes-images.npy"), np.load(work / "processes-masks.npy")
-    augment = recipes()[0].params.train.augment
+    cfg = recipes()[0].params.train.model_copy(update={"epochs": 1, "batch_size": batch})
     loader = make_loader(
-        SegmentationArrays(images, masks, train_transform(augment), seed=0),
+        SegmentationArrays(images, masks, train_transform(cfg.augment), seed=0),
         batch,
         True,
         0,
@@ -63,9 +62,7 @@ def train_for(work: Path, seconds: float, features: list[int], batch: int) -> No
         ranks.rank,
         ranks.world,
     )
-    model = UNet(features=features)
-    step_model = DistributedDataParallel(model) if ranks.world > 1 else model
-    fit = Fit.adam(model, 1e-3, "constant", 1, len(loader), "bce_dice", step_model=step_model)
+    fit = Fit.of(UNet(features=features), cfg, len(loader), torch.device("cpu"), ranks.world)
     train_epoch(fit, loader, 0)  # warm-up
     epochs, start = 0, time.perf_counter()
     while distributed.from_main(time.perf_counter() - start < seconds):

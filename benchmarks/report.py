@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.measure import Comparison, Spread
+from carvana.model.device import cpu_kind
 
 COLUMNS = ("benchmark", "ours", "baseline", "ratio", "target")
 LEGEND = (
@@ -53,17 +54,20 @@ def megabytes(size: int) -> str:
     return quantity(size / 2**20, "MiB")
 
 
-def cpu_model() -> str:
+def cpu_flags() -> str:
+    """The instruction sets that decide the CPU's speed here, as /proc/cpuinfo names them."""
     cpuinfo = Path("/proc/cpuinfo")
     lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown CPU")
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
+    return " ".join(flag for flag in flags if flag.startswith(("avx", "amx", "fma"))) or "none of avx/amx"
 
 
 def machine(torch_version: str, torch_threads: int) -> str:
     load = os.getloadavg()[0]
     busy = " (busy: other processes compete for the cores, the rates are unreliable)" if load >= 1 else ""
     return (
-        f"Machine: {cpu_model()}, {os.cpu_count()} cores, load average {load:.2f} at start{busy}; "
+        f"Machine: {cpu_kind()}, {os.cpu_count()} cores (flags: {cpu_flags()}), "
+        f"load average {load:.2f} at start{busy}; "
         f"torch {torch_version} on the CPU, intra-op threads: {torch_threads}."
     )
 

@@ -33,7 +33,7 @@ def measure(recipe: Recipe, arrays: tuple[np.ndarray, np.ndarray], repeats: int,
 
     torch.manual_seed(params.seed)
     model = UNet(features=cfg.model.features).to(DEVICE)
-    fit = Fit.adam(model, cfg.lr, cfg.lr_schedule, epochs=1, steps_per_epoch=steps, loss=cfg.loss)
+    fit = Fit.of(model, cfg.model_copy(update={"epochs": 1}), steps, DEVICE)
 
     def epoch(batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> int:
         # train_epoch only iterates its loader, so a list of in-memory batches stands in for one

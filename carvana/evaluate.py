@@ -1,7 +1,9 @@
-"""Stage evaluate: score the best checkpoint on the val cars, at the training resolution and at the
-photos' original resolution (probabilities upsampled, then thresholded: how Kaggle scored).
+"""Stage evaluate: score the best checkpoint on the val cars, at the training resolution and at the photos' original
+resolution (probabilities upsampled, then thresholded: how Kaggle scored), with the `inference` settings.
 
-Writes stages/evaluate/{metrics.json, per_image.tsv} and logs the scores into the model's MLflow run.
+Writes stages/evaluate/{metrics.json, per_image.tsv, masks.csv.gz (the val masks, Kaggle's img,rle_mask), model.pt
+(the checkpoint with the settings it was scored with)}. Into the model's MLflow run it logs the scores and the
+model (registered as a new version of carvana-unet, the champion if it scores best).
 """
 
 import mlflow
@@ -9,36 +11,51 @@ import torch
 
 from carvana.core.atomic import write_json, write_text
 from carvana.core.errors import run_main
-from carvana.core.outputs import checkpoint_path, load_prepared, read_run_id, stage_dir
+from carvana.core.outputs import checkpoint_path, load_prepared, read_run_id, scored_model_path, stage_dir
 from carvana.core.params import flatten, load_params
+from carvana.inference import rle
 from carvana.inference.scoring import FullResScores
 from carvana.inference.segmenter import FlipAveraged, TorchSegmenter
+from carvana.inference.settings import KEY
+from carvana.inference.writers import Submission
 from carvana.model.allocator import keep_freed_memory
+from carvana.model.checkpoint import load_checkpoint, save_checkpoint
 from carvana.model.device import resolve_device
 from carvana.model.metrics import ScoreAccumulator
 from carvana.tracking import registry
 from carvana.tracking.runs import continue_run
 
+MASKS = "masks.csv.gz"
+
 
 def main() -> None:
     keep_freed_memory()
     params = load_params()
-    cfg = params.evaluate
+    settings, batch_size = params.inference, params.evaluate.batch_size
     run_id = read_run_id()
-    segmenter = TorchSegmenter(checkpoint_path("best.pt"), resolve_device("auto"), cfg.batch_size)
-    segmenter = FlipAveraged(segmenter) if cfg.tta else segmenter
+    segmenter = TorchSegmenter(checkpoint_path("best.pt"), resolve_device("auto"), batch_size)
+    segmenter = FlipAveraged(segmenter) if settings.tta else segmenter
     val = load_prepared("val")
-    low_res, full_res = ScoreAccumulator(), FullResScores(stage_dir("download"), cfg.threshold, cfg.refine)
-    for start in range(0, len(val.ids), cfg.batch_size):  # a batch at a time: memory stays flat
-        rows = slice(start, start + cfg.batch_size)
-        probabilities = segmenter.probabilities(val.images[rows])
-        low_res.add(torch.from_numpy(probabilities > cfg.threshold), torch.from_numpy(val.masks[rows].astype(bool)))
-        full_res.add_probabilities(val.ids[rows], probabilities)
+    out = stage_dir("evaluate")
+    low_res, full_res = ScoreAccumulator(), FullResScores(stage_dir("download"), settings.threshold, settings.refine)
+    masks = Submission(out / MASKS)
+    try:
+        for start in range(0, len(val.ids), batch_size):  # a batch at a time: memory stays flat
+            rows = slice(start, start + batch_size)
+            probabilities = segmenter.probabilities(val.images[rows])
+            truth = torch.from_numpy(val.masks[rows].astype(bool))
+            low_res.add(torch.from_numpy(probabilities > settings.threshold), truth)
+            for image_id, mask in zip(val.ids[rows], full_res.add_probabilities(val.ids[rows], probabilities)):
+                masks.add_row(image_id, rle.encode(mask))
+    except BaseException:
+        masks.abort()
+        raise
+    masks.close()
+    save_checkpoint(scored_model_path(), load_checkpoint(checkpoint_path("best.pt")) | {KEY: settings.model_dump()})
 
     metrics = {**low_res.means(), **{f"{k}_full": v for k, v in full_res.means().items()}, "images": len(val.ids)}
     worst = int(full_res.per_image()["dice"].argmin())
     metrics["worst_dice_full"] = float(full_res.per_image()["dice"][worst])
-    out = stage_dir("evaluate")
     write_json(out / "metrics.json", metrics)
     write_text(out / "per_image.tsv", per_image_table(val.ids, low_res, full_res))
     print(
@@ -48,9 +65,11 @@ def main() -> None:
     )
 
     with continue_run(run_id, "evaluate") as run:
-        mlflow.set_tags(flatten(cfg, "evaluate.") | {"eval_worst_image": val.ids[worst]})
+        mlflow.set_tags(flatten(settings, "inference.") | {"eval_worst_image": val.ids[worst]})
         mlflow.log_metrics({f"eval_{k}": v for k, v in metrics.items() if k != "images"})
         mlflow.log_artifact(str(out / "per_image.tsv"), artifact_path="evaluate")
+        mlflow.log_artifact(str(scored_model_path()), artifact_path="evaluate")
+        registry.log_model(scored_model_path(), val.images[0])
         if registry.promote_if_best(run.info.run_id, metrics["dice_full"]):
             print(f"evaluate: this model is now {registry.MODEL_NAME}@{registry.CHAMPION}")
 

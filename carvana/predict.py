@@ -23,10 +23,12 @@ from tqdm import tqdm
 
 from carvana.core.cli import Parser, device_choice, non_negative, positive, probability
 from carvana.core.errors import CarvanaError, list_some, run_main
+from carvana.core.params import InferenceParams
 from carvana.inference.engine import predict
 from carvana.inference.photos import Photo, find_photos
 from carvana.inference.references import default_reference, local_file
 from carvana.inference.segmenter import Ensemble, FlipAveraged, Segmenter, TorchSegmenter
+from carvana.inference.settings import described, overridden
 from carvana.inference.writers import Backgrounds, Cutouts, MaskGifs, Submission, Writer
 from carvana.model.allocator import keep_freed_memory
 from carvana.model.device import resolve_device
@@ -49,11 +51,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--background", metavar="SPEC", help="a colour or a photo to put the car on")
     parser.add_argument("--composites", type=Path, metavar="DIR", help="write <id>.jpg (car on --background) here")
     parser.add_argument("--hard", action="store_true", help="cut-outs and composites with the hard mask's edge")
-    parser.add_argument("--tta", action="store_true", help="average with the mirrored photo's prediction")
     parser.add_argument(
-        "--refine", type=non_negative, default=0, metavar="RADIUS", help="snap edges to the photo with a guided filter"
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        help="average with the mirrored photo's prediction (default: as the model was scored)",
     )
-    parser.add_argument("--threshold", type=probability, default=0.5, help="probability above which a pixel is car")
+    parser.add_argument(
+        "--refine",
+        type=non_negative,
+        metavar="RADIUS",
+        help="snap edges to the photo with a guided filter of this radius; 0: off (default: as the model was scored)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=probability,
+        help="probability above which a pixel is car (default: as the model was scored)",
+    )
     parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
     parser.add_argument("--device", type=device_choice, default="auto", help="auto, cpu, cuda, cuda:N (torch backend)")
     parser.add_argument("--batch-size", type=positive, default=16)
@@ -129,12 +142,15 @@ def check_file(flag: str, path: Path) -> None:
     check_folder(flag, path.parent)
 
 
-def segmenter_for(args: argparse.Namespace) -> Segmenter:
+def segmenter_for(args: argparse.Namespace) -> tuple[Segmenter, InferenceParams]:
+    """The model(s) `--model` names, and the settings to run them with: as the (first) model was scored, but for
+    what the flags say."""
     references = args.model or [default_reference()]
-    print(f"predict: model {', '.join(references)}")
     models = [load_segmenter(reference, args) for reference in references]
     segmenter = models[0] if len(models) == 1 else Ensemble(models)
-    return FlipAveraged(segmenter) if args.tta else segmenter
+    settings = overridden(segmenter.settings, threshold=args.threshold, tta=args.tta, refine=args.refine)
+    print(f"predict: model {', '.join(references)} ({described(settings)})")
+    return (FlipAveraged(segmenter) if settings.tta else segmenter), settings
 
 
 def load_segmenter(reference: str, args: argparse.Namespace) -> Segmenter:
@@ -151,11 +167,11 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per checkpoint download
     args = parse_args(argv)
     photos = find_photos(args.photos)
-    segmenter = segmenter_for(args)
+    segmenter, settings = segmenter_for(args)
     writers = writers_for(args, photos)
     start, skipped = time.perf_counter(), []
     outcomes = predict(
-        photos, segmenter, writers, args.threshold, args.batch_size, args.threads, args.on_error, args.refine
+        photos, segmenter, writers, settings.threshold, args.batch_size, args.threads, args.on_error, settings.refine
     )
     for outcome in tqdm(outcomes, total=len(photos), unit="photo", disable=None):
         if outcome.error:

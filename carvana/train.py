@@ -1,7 +1,7 @@
 """Stage train: fit the U-Net on the train cars, score it on the val cars after every epoch.
 
 Writes stages/train/{checkpoints/{best,last}.pt, metrics.json, plots/*.tsv, mlflow_run.json} and records
-params, per-epoch metrics, prediction panels, checkpoints and the model in one MLflow run. With
+params, per-epoch metrics, prediction panels and checkpoints in one MLflow run (evaluate adds the model). With
 `train.processes` > 1 it runs under torchrun: every process trains its share of each batch, and process 0 alone
 scores, tracks, prints and writes while the others wait.
 """
@@ -9,12 +9,13 @@ scores, tracks, prints and writes while the others wait.
 import argparse
 import time
 from contextlib import nullcontext
-from dataclasses import replace
+from dataclasses import dataclass
 from typing import Any
 
 import mlflow
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from carvana.core.atomic import atomic_dir, write_json
 from carvana.core.errors import CarvanaError, run_main
@@ -25,7 +26,6 @@ from carvana.inference.scoring import FullResScores
 from carvana.model.allocator import keep_freed_memory
 from carvana.model.device import device_name, memory_format, resolve_device
 from carvana.model.unet import UNet, count_parameters
-from carvana.tracking import registry
 from carvana.tracking.runs import end_abandoned, training_run
 from carvana.training import distributed
 from carvana.training.augment import eval_transform, train_transform
@@ -83,84 +83,97 @@ def train(params: Params, device: torch.device, ranks: distributed.Ranks) -> Non
     say = print if ranks.main else lambda *args: None
     torch.manual_seed(params.seed)
     torch.backends.cudnn.benchmark = device.type == "cuda"
-
-    train_split, val_split = load_prepared("train"), load_prepared("val")
-    if len(train_split.ids) < cfg.batch_size:
-        raise CarvanaError(
-            f"params: `train.batch_size` is {cfg.batch_size} but there are only {len(train_split.ids)} train "
-            "images (training skips the last incomplete batch); lower it or hold out fewer cars"
-        )
-    train_set = SegmentationArrays(train_split.images, train_split.masks, train_transform(cfg.augment), params.seed)
-    val_set = SegmentationArrays(val_split.images, val_split.masks, eval_transform(), params.seed)
-    loader_args = dict(batch_size=cfg.batch_size, workers=cfg.num_workers, pin_memory=device.type == "cuda")
-    train_loader = make_loader(train_set, training=True, rank=ranks.rank, world=ranks.world, **loader_args)
-    val_loader = make_loader(val_set, training=False, **loader_args)
-
-    size = train_split.images.shape[1:3]
-    model_config = {"in_channels": 3, "out_channels": 1, "features": list(cfg.model.features)}
-    model = UNet(**model_config).to(device, memory_format=memory_format(device))
-    if ranks.world > 1:
-        model = distributed.global_batchnorm(model, device.type)
-    fit = Fit.adam(
-        model,
-        cfg.lr,
-        cfg.lr_schedule,
-        cfg.epochs,
-        len(train_loader),
-        cfg.loss,
-        device,
-        cfg.precision,
-        step_model=torch.compile(model) if cfg.compile else None,  # shares its weights with `model`
-        ema=cfg.ema,
-        boundary_weight=cfg.boundary_weight,
-    )
-    # process 0 scores alone: through a plain module (which starts no collective operations), the average if any
-    val_fit = replace(fit, model=fit.ema.model) if fit.ema else fit
-    if ranks.world > 1:
-        fit = replace(fit, model=distributed.wrap(fit.model, device))
+    data = Data.load(params, device, ranks)
+    config = {"in_channels": 3, "out_channels": 1, "features": list(cfg.model.features)}
+    model = UNet(**config).to(device, memory_format=memory_format(device))
+    fit = Fit.of(model, cfg, len(data.train_loader), device, ranks.world)
     trained_on = {"device": device_name(device), "precision": fit.precision.name}
-    say(
-        f"train: {len(train_set)} train / {len(val_set)} val images at {size[0]}x{size[1]}, "
-        f"{count_parameters(model):,} parameters, {trained_on['device']}, {trained_on['precision']}"
-        + (f", {ranks.world} processes" if ranks.world > 1 else "")
-    )
-
+    say(headline(data, model, trained_on, ranks.world))
     logged = logged_params(params)
-    # "model": the weights that are scored and published; with an average, the trained ones are kept beside them
-    components = {"model": val_fit.model, "optimizer": fit.optimizer, "scheduler": fit.scheduler, "scaler": fit.scaler}
-    if fit.ema:
-        components |= {"trained": model, "ema": fit.ema}
-    progress = resume(
-        logged, {"model_config": model_config, "image_size": list(size), "params": logged}, components, ranks
-    )
+    components = checkpointed(fit)
+    meta = {"model_config": config, "image_size": list(data.size), "params": logged}
+    progress = resume(logged, meta, components, ranks)
 
     with training_run(logged, progress.run_id) if ranks.main else nullcontext() as run:
         if ranks.main:
             mlflow.set_tags({f"trained_on.{key}": value for key, value in trained_on.items()})
         for epoch in range(progress.epoch + 1, cfg.epochs + 1):
             started = time.perf_counter()
-            start_epoch(train_loader, epoch)
-            train_loss = train_epoch(fit, train_loader, epoch)
+            start_epoch(data.train_loader, epoch)
+            train_loss = train_epoch(fit, data.train_loader, epoch)
             if ranks.main:
-                panels = Panels(val_set, cfg.panels_per_epoch)
-                full_res = FullResScores(stage_dir("download"), THRESHOLD) if full_res_due(cfg, epoch) else None
-                sinks = [panels.collect] + ([full_res.sink(val_split.ids)] if full_res else [])
-                row = {"epoch": epoch, "train_loss": train_loss}
-                row |= {f"val_{k}": v for k, v in score_val(val_fit, val_loader, *sinks).items()}
-                if full_res:
-                    row["val_dice_full"] = full_res.means()["dice"]
-                # scoring at full resolution is measurement, not training: the clock leaves it out
-                progress.minutes += (time.perf_counter() - started - (full_res.seconds if full_res else 0)) / 60
+                scores, measuring = validate(fit, data, cfg, epoch)
+                progress.minutes += (time.perf_counter() - started - measuring) / 60  # measurement is not training
+                row = {"epoch": epoch, "train_loss": train_loss} | scores
                 log_epoch(row, fit.scheduler.get_last_lr()[0], progress.minutes)
-                panels.log(epoch)
                 progress.commit(row, run.info.run_id, components)  # after its logging: a resume never skips one
                 say(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"))
             distributed.barrier()
         if ranks.main:
-            publish(progress, run, val_split.images[0], trained_on)
+            publish(progress, run, trained_on)
     if ranks.main:
         progress.discard()
     distributed.barrier()
+
+
+@dataclass(frozen=True)
+class Data:
+    """The prepared splits as training reads them: this process's share of the train batches, every val image."""
+
+    train_loader: DataLoader
+    val_set: SegmentationArrays
+    val_loader: DataLoader
+    val_ids: list[str]
+    size: tuple[int, int]
+
+    @classmethod
+    def load(cls, params: Params, device: torch.device, ranks: distributed.Ranks) -> "Data":
+        cfg = params.train
+        train_split, val_split = load_prepared("train"), load_prepared("val")
+        if len(train_split.ids) < cfg.batch_size:
+            raise CarvanaError(
+                f"params: `train.batch_size` is {cfg.batch_size} but there are only {len(train_split.ids)} train "
+                "images (training skips the last incomplete batch); lower it or hold out fewer cars"
+            )
+        train_set = SegmentationArrays(train_split.images, train_split.masks, train_transform(cfg.augment), params.seed)
+        val_set = SegmentationArrays(val_split.images, val_split.masks, eval_transform(), params.seed)
+        loading = dict(batch_size=cfg.batch_size, workers=cfg.num_workers, pin_memory=device.type == "cuda")
+        return cls(
+            train_loader=make_loader(train_set, training=True, rank=ranks.rank, world=ranks.world, **loading),
+            val_set=val_set,
+            val_loader=make_loader(val_set, training=False, **loading),
+            val_ids=val_split.ids,
+            size=tuple(train_split.images.shape[1:3]),
+        )
+
+
+def headline(data: Data, model: torch.nn.Module, trained_on: dict[str, str], world: int) -> str:
+    height, width = data.size
+    return (
+        f"train: {len(data.train_loader.dataset)} train / {len(data.val_set)} val images at {height}x{width}, "
+        f"{count_parameters(model):,} parameters, {trained_on['device']}, {trained_on['precision']}"
+        + (f", {world} processes" if world > 1 else "")
+    )
+
+
+def checkpointed(fit: Fit) -> dict[str, Any]:
+    """What resume state holds. "model": the weights that are scored and published; with an average of the weights,
+    the trained ones are kept beside them."""
+    components = {"model": fit.scored, "optimizer": fit.optimizer, "scheduler": fit.scheduler, "scaler": fit.scaler}
+    return components | ({"trained": fit.model, "ema": fit.ema} if fit.ema else {})
+
+
+def validate(fit: Fit, data: Data, cfg: TrainParams, epoch: int) -> tuple[dict[str, float], float]:
+    """The epoch's val scores (val_dice_full on the epochs train.full_res_every names), its prediction panels
+    logged; and the seconds spent scoring at full resolution."""
+    panels = Panels(data.val_set, cfg.panels_per_epoch)
+    full_res = FullResScores(stage_dir("download"), THRESHOLD) if full_res_due(cfg, epoch) else None
+    sinks = [panels.collect] + ([full_res.sink(data.val_ids)] if full_res else [])
+    scores = {f"val_{k}": v for k, v in score_val(fit, data.val_loader, *sinks).items()}
+    panels.log(epoch)
+    if full_res is None:
+        return scores, 0.0
+    return scores | {"val_dice_full": full_res.means()["dice"]}, full_res.seconds
 
 
 def resume(
@@ -218,11 +231,10 @@ class Panels:
             mlflow.log_image(grid, key="val_panels", step=epoch)
 
 
-def publish(progress: Progress, run: mlflow.ActiveRun, example: np.ndarray, trained_on: dict[str, str]) -> None:
-    """The finished training's checkpoints, metrics and plots into stages/train/, and into its MLflow run; the
-    model logged and registered, `example` (a val photo at the model's resolution) as its input example. The
-    metrics name the device and number format that computed them (`trained_on`): other CPU kinds land on other
-    figures."""
+def publish(progress: Progress, run: mlflow.ActiveRun, trained_on: dict[str, str]) -> None:
+    """The finished training's checkpoints, metrics and plots into stages/train/, and into its MLflow run (evaluate
+    logs and registers the model it scores). The metrics name the device and number format that computed them
+    (`trained_on`): other CPU kinds land on other figures."""
     with atomic_dir(checkpoint_path().parent) as checkpoints:
         progress.publish(checkpoints)
     mlflow.log_artifacts(str(checkpoint_path().parent), artifact_path="checkpoints")
@@ -238,7 +250,6 @@ def publish(progress: Progress, run: mlflow.ActiveRun, example: np.ndarray, trai
             (plots / f"{name}.tsv").write_text("\n".join(lines) + "\n")
     mlflow.log_metrics({f"best_{k}": v for k, v in best.items() if k != "epoch"})
     write_run_file(run.info.run_id, run.info.experiment_id)
-    registry.log_model(checkpoint_path("best.pt"), example)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from PIL import Image
 
+from carvana.core.params import TrainParams, parse
 from carvana.data.imageio import mask_image
 from carvana.model.checkpoint import save_checkpoint
 from carvana.model.unet import UNet
@@ -30,6 +32,12 @@ def write_pair(root: Path, image_id: str, size: tuple[int, int] = (48, 64), seed
     (root / "train_masks").mkdir(parents=True, exist_ok=True)
     Image.fromarray(photo).save(root / "train" / f"{image_id}.jpg", quality=95)
     mask_image(mask).save(root / "train_masks" / f"{image_id}_mask.gif", format="GIF")
+
+
+def train_params(**changes: object) -> TrainParams:
+    """The repository's train params with `changes` (fp32 unless told: figures alike on every CPU kind)."""
+    base = parse(yaml.safe_load((REPO / "params.yaml").read_text())).train
+    return base.model_copy(update={"precision": "fp32"} | changes)
 
 
 def untrained_checkpoint(path: Path, size: tuple[int, int] = (16, 24), features: tuple[int, ...] = (4, 8)) -> Path:

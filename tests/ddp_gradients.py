@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from conftest import train_params
 
 from carvana.core.params import AugmentParams
 from carvana.model.unet import UNet
@@ -45,18 +46,20 @@ def main() -> None:
         SegmentationArrays(*photos(), train_transform(augment), seed=7), BATCH, True, 0, False, ranks.rank, ranks.world
     )
     torch.manual_seed(0)
-    model = UNet(features=[4, 8, 16])
-    if ranks.world > 1 and args.broken != "batchnorm":
-        model = distributed.global_batchnorm(model, "cpu")
-    fit = Fit.adam(model, 1e-3, "constant", 1, len(loader), "bce_dice")
-    if ranks.world > 1 and args.broken != "averaging":
-        fit = replace(fit, model=distributed.wrap(fit.model, CPU))
+    cfg = train_params(lr=1e-3, lr_schedule="constant", epochs=1, loss="bce_dice")
+    fit = Fit.of(UNet(features=[4, 8, 16]), cfg, len(loader), CPU, ranks.world)
+    if args.broken == "averaging":
+        fit = replace(fit, step=fit.model)  # each process steps its own model: no all-reduce of the gradients
+    if args.broken == "batchnorm":
+        for module in fit.model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.__class__ = torch.nn.BatchNorm2d  # statistics of this process's share only
     start_epoch(loader, 3)
     images, masks = next(iter(loader))
     compute_gradients(fit, images, masks)
     args.out.mkdir(parents=True, exist_ok=True)
-    statistics = {name: b for name, b in model.named_buffers() if name.endswith(("running_mean", "running_var"))}
-    gradients = {name: p.grad for name, p in model.named_parameters()}
+    statistics = {n: b for n, b in fit.model.named_buffers() if n.endswith(("running_mean", "running_var"))}
+    gradients = {name: p.grad for name, p in fit.model.named_parameters()}
     torch.save(gradients | statistics, args.out / f"rank{ranks.rank}.pt")
     distributed.stop()
 

@@ -19,8 +19,6 @@ from conftest import jpeg_declaring, png_declaring, write_pair
 from PIL import Image
 from pipeline_workspace import Checkout, Workspace
 
-from carvana.data.imageio import read_mask
-
 pytestmark = pytest.mark.e2e
 
 CAR = "0aaaaaaaaaaa"
@@ -242,7 +240,7 @@ class Case:
 REFUSED = {
     "train.lr nan": Case("train", nan_param("train.lr")),
     "split_val.val_fraction nan": Case("split_val", nan_param("split_val.val_fraction")),
-    "evaluate.threshold nan": Case("evaluate", nan_param("evaluate.threshold")),
+    "inference.threshold nan": Case("evaluate", nan_param("inference.threshold")),
     "train.device meta": Case(
         "train",
         lambda ws: (
@@ -317,8 +315,10 @@ def test_a_16_bit_png_is_rendered_like_its_8_bit_twin(workspace: Checkout) -> No
     Image.fromarray(photo.astype(np.uint16) * 257).save(photos / "sixteen.png")
     set_param(workspace, "render_masks.images", "photos")
     workspace.run("python", "-m", "carvana.render_masks")
-    masks = workspace.root / "stages/render_masks/masks"
-    assert np.array_equal(read_mask(masks / "sixteen_mask.gif"), read_mask(masks / "eight_mask.gif"))
+    overlays = workspace.root / "stages/render_masks/overlays"
+    assert np.array_equal(
+        np.asarray(Image.open(overlays / "sixteen.png")), np.asarray(Image.open(overlays / "eight.png"))
+    )
 
 
 def test_a_last_batch_of_one_is_skipped(workspace: Checkout) -> None:

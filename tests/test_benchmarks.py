@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 
 from carvana.sources.synthetic import generate
@@ -20,7 +21,7 @@ ROWS = (
     "training: end to end vs model-only (seed ",
     "training: 2 torchrun processes vs 1",
     "inference: predict --masks vs a milesial-style loop",
-    "render_masks: the engine vs its previous",
+    "render_masks: the engine vs a photo-by-photo path",
     "inference: peak memory of predict",
     "inference: onnxruntime vs torch",
     "sharing: dvc push + dvc pull",
@@ -31,6 +32,7 @@ ROWS = (
 )
 
 
+@pytest.mark.e2e
 def test_quick_run_prints_a_row_per_benchmark(tmp_path):
     data = tmp_path / "data"
     generate(data, cars=1, width=192, height=128, seed=0, workers=1)

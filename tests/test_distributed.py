@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-pytestmark = pytest.mark.numerics
+pytestmark = [pytest.mark.numerics, pytest.mark.e2e]  # torchrun launches: seconds each
 
 HELPER = Path(__file__).with_name("ddp_gradients.py")
 REPO = HELPER.parents[1]

@@ -1,5 +1,7 @@
 """The real `dvc repro` and `dvc exp run -S` on a tiny synthetic dataset, checked in stages/ and MLflow."""
 
+import csv
+import gzip
 import json
 import re
 from pathlib import Path
@@ -90,12 +92,20 @@ def test_evaluate_scores_at_train_and_full_resolution(workspace):
     assert len(rows) == 17 and rows[0].startswith("id\tdice\tdice_full")
 
 
-def test_render_masks_writes_kaggle_masks_overlays_and_sheet(workspace):
-    masks = sorted((workspace.root / "stages/render_masks/masks").glob("*_mask.gif"))
-    assert len(masks) == 16
-    with Image.open(masks[0]) as gif:
-        assert gif.mode == "P" and gif.size == (240, 160)
-        assert set(np.unique(np.asarray(gif)).tolist()) <= {0, 1}
+def test_evaluate_writes_the_val_masks_and_the_model_with_its_settings(workspace):
+    with gzip.open(workspace.root / "stages/evaluate/masks.csv.gz", "rt") as file:
+        rows = list(csv.reader(file))
+    val = (workspace.root / "stages/split_val/val.txt").read_text().split()
+    assert rows[0] == ["img", "rle_mask"] and [row[0] for row in rows[1:]] == [f"{i}.jpg" for i in val]
+    mask = rle.decode(rows[1][1], (160, 240))
+    assert 0 < mask.mean() <= 1
+    scored = load_checkpoint(workspace.root / "stages/evaluate/model.pt")
+    trained = load_checkpoint(workspace.root / "stages/train/checkpoints/best.pt")
+    assert scored["inference"] == {"threshold": 0.5, "tta": False, "refine": 0}
+    assert all(torch.equal(scored["model"][k], trained["model"][k]) for k in trained["model"])
+
+
+def test_render_masks_draws_evaluates_masks_and_a_sheet(workspace):
     assert len(list((workspace.root / "stages/render_masks/overlays").glob("*.png"))) == 16
     with Image.open(workspace.root / "stages/render_masks/worst_cases.png") as sheet:
         assert sheet.width > 120
@@ -146,9 +156,7 @@ def test_the_registered_champion_takes_photos_and_ships_its_code(workspace):
     mlflow.set_tracking_uri(workspace.tracking_uri)
     model_dir = Path(mlflow.artifacts.download_artifacts("models:/carvana-unet@champion"))
     assert (model_dir / "code/carvana/inference/serving.py").is_file()
-    assert (model_dir / "artifacts/best.pt").read_bytes() == (
-        workspace.root / "stages/train/checkpoints/best.pt"
-    ).read_bytes()
+    assert (model_dir / "artifacts/model.pt").read_bytes() == (workspace.root / "stages/evaluate/model.pt").read_bytes()
     photo = min((workspace.root / "stages/download/train").glob("*.jpg"))
     champion = mlflow.pyfunc.load_model("models:/carvana-unet@champion")
     answer = champion.predict(photo_frame(photo))
@@ -197,11 +205,16 @@ def test_exp_run_makes_a_tagged_run_and_dvc_metrics(workspace):
     assert "dice_full" in data["metrics"]["stages/evaluate/metrics.json"]["data"]
 
 
-def test_predict_writes_the_bytes_render_masks_wrote(workspace, tmp_path):
+def test_predict_writes_the_masks_evaluate_scored(workspace, tmp_path):
+    """Decoding straight to the model's size (predict) and prepare's arrays (evaluate) give the same pixels."""
     val = (workspace.root / "stages/split_val/val.txt").read_text().split()
     photos = [f"stages/download/train/{image_id}.jpg" for image_id in val]
-    model = "stages/train/checkpoints/best.pt"
-    workspace.run("python", "-m", "carvana.predict", *photos, "--model", model, "--masks", str(tmp_path))
-    rendered = workspace.root / "stages/render_masks/masks"
-    for image_id in val:
-        assert (tmp_path / f"{image_id}_mask.gif").read_bytes() == (rendered / f"{image_id}_mask.gif").read_bytes()
+    submission = tmp_path / "val.csv.gz"
+    result = workspace.run("python", "-m", "carvana.predict", *photos, "--submission", str(submission))
+    assert "predict: model models:/carvana-unet@champion (threshold 0.5)" in result.stdout
+    assert unzipped(submission) == unzipped(workspace.root / "stages/evaluate/masks.csv.gz")
+
+
+def unzipped(path: Path) -> bytes:
+    with gzip.open(path) as file:
+        return file.read()

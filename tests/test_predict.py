@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import train_params
 from PIL import Image
 
 from carvana.core.errors import CarvanaError
@@ -43,7 +44,7 @@ def model(photos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     loader = make_loader(SegmentationArrays(images, masks, eval_transform(), 0), 8, True, 0, False)
     network = UNet(features=[4, 8])
-    fit = Fit.adam(network, 0.02, "constant", 15, len(loader), "bce_dice")
+    fit = Fit.of(network, train_params(lr=0.02, lr_schedule="constant", epochs=15, loss="bce_dice"), len(loader))
     for epoch in range(1, 16):
         start_epoch(loader, epoch)
         train_epoch(fit, loader, epoch)

@@ -133,6 +133,7 @@ def test_nan_loss_stops_training_with_a_clear_error():
     loader = [(torch.rand(2, 3, 8, 8), torch.ones(2, 1, 8, 8))]
     fit = Fit(
         model=model,
+        step=model,
         optimizer=optimizer,
         scheduler=lr_scheduler(optimizer, "constant", 1, 1),
         scaler=torch.amp.GradScaler("cpu", enabled=False),

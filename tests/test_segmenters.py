@@ -6,6 +6,7 @@ import pytest
 
 from carvana.inference.refine import guided
 from carvana.inference.segmenter import Ensemble, FlipAveraged, upsample
+from carvana.inference.settings import UNRECORDED
 
 
 class Brightness:
@@ -13,6 +14,7 @@ class Brightness:
 
     def __init__(self, size: tuple[int, int]) -> None:
         self.size = size
+        self.settings = UNRECORDED
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         assert images.shape[1:3] == self.size

@@ -77,7 +77,7 @@ def test_a_bad_row_is_an_invalid_parameter_naming_the_row(model: PhotoSegmenter,
 
 @pytest.mark.parametrize("threshold", [0.0, 1.0, 1.5])
 def test_a_threshold_outside_zero_to_one_is_refused(model: PhotoSegmenter, threshold: float) -> None:
-    with pytest.raises(MlflowException, match=f"params: threshold is {threshold}; give a probability"):
+    with pytest.raises(MlflowException, match=f"params: `threshold` is {threshold}; it must be (greater|less) than"):
         model.predict(None, frame(jpeg((30, 20))), {"threshold": threshold})
 
 

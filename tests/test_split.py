@@ -53,3 +53,12 @@ def test_fold_numbers_and_counts_are_checked():
         params(folds=4, fold=4)
     with pytest.raises(CarvanaError, match="`split_val.folds` is 11 but there are only 10 cars"):
         split_by_car(IDS, params(folds=11), seed=0)
+
+
+def test_the_held_out_cars_are_those_scikit_learn_chose():
+    """The split once came from scikit-learn's GroupShuffleSplit(test_size=n, random_state=seed): the same cars
+    still, so earlier runs and their figures keep their meaning."""
+    cars = [f"{car:012x}" for car in range(8)]
+    ids = [image_id(car, view) for car in cars for view in (1, 2)]
+    val = split_by_car(ids, params(val_fraction=0.25), seed=42)["val"]
+    assert sorted({car_of(i) for i in val}) == [cars[1], cars[5]]

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import untrained_checkpoint
 
 from benchmarks.measure import peak_memory
@@ -28,6 +29,7 @@ def evaluate_peak(root: Path, copies: int, work: Path) -> int:
     return peak_memory([sys.executable, "-m", "carvana.evaluate"], workspace, env)
 
 
+@pytest.mark.e2e
 def test_evaluate_peak_memory_does_not_grow_with_the_val_photos(tmp_path: Path) -> None:
     root = tmp_path / "photos"
     generate(root, cars=1, width=1918, height=1280, seed=0)

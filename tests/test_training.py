@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import train_params
 
 from carvana.model.checkpoint import load_checkpoint
 from carvana.model.metrics import per_image_scores
@@ -27,7 +28,8 @@ def boxes(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_for(model: torch.nn.Module, lr: float, epochs: int, steps: int, precision: str = "fp32") -> Fit:
-    return Fit.adam(model, lr, "cosine", epochs, steps, "bce_dice", precision=precision)
+    cfg = train_params(lr=lr, lr_schedule="cosine", epochs=epochs, loss="bce_dice", precision=precision)
+    return Fit.of(model, cfg, steps)
 
 
 # bf16 on every CPU (emulated where the CPU has no bf16 instructions): the arithmetic of AMX / AVX-512 BF16 machines.
@@ -137,7 +139,8 @@ def test_training_with_a_weight_average_scores_the_average():
     torch.manual_seed(0)
     photos, masks = boxes(8)
     loader = make_loader(SegmentationArrays(photos, masks, eval_transform(), seed=0), 4, True, 0, False)
-    fit = Fit.adam(UNet(features=[4, 8]), 0.01, "constant", 2, len(loader), "bce_dice", ema=0.99)
+    cfg = train_params(lr=0.01, lr_schedule="constant", epochs=2, ema=0.99)
+    fit = Fit.of(UNet(features=[4, 8]), cfg, len(loader))
     start_epoch(loader, 1)
     train_epoch(fit, loader, 1)
     assert fit.ema.updates == len(loader)

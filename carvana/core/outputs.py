@@ -112,6 +112,11 @@ def checkpoint_path(name: str = "best.pt") -> Path:
     return stage_dir("train") / "checkpoints" / name
 
 
+def scored_model_path() -> Path:
+    """The best checkpoint with the inference settings evaluate scored it with: the model as it is used."""
+    return stage_dir("evaluate") / "model.pt"
+
+
 def write_run_file(run_id: str, experiment_id: str) -> None:
     write_json(stage_dir("train") / RUN_FILE, {"run_id": run_id, "experiment_id": experiment_id})
 

@@ -125,11 +125,11 @@ class InferenceParams(Group):
     refine: int = Field(ge=0, description="guided-filter radius refining edges at full resolution (0: upsample only)")
 
 
-class EvaluateParams(InferenceParams):
+class EvaluateParams(Group):
     batch_size: int = Field(ge=1)
 
 
-class RenderMasksParams(InferenceParams):
+class RenderMasksParams(Group):
     images: str | None = Field(description="null: the val photos; or a folder of .jpg/.jpeg/.png photos")
     worst_cases: int = Field(ge=1, description="overlays in the contact sheet")
     overlay_width: int = Field(ge=32, description="overlay width in pixels")
@@ -141,6 +141,7 @@ class Params(Group):
     split_val: SplitValParams
     prepare: PrepareParams
     train: TrainParams
+    inference: InferenceParams
     evaluate: EvaluateParams
     render_masks: RenderMasksParams
 

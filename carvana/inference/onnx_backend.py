@@ -11,6 +11,7 @@ import numpy as np
 from carvana.core.errors import CarvanaError
 from carvana.inference.onnx_export import INPUT, SIZE_KEYS, export_onnx, require
 from carvana.inference.segmenter import in_batches
+from carvana.inference.settings import from_metadata
 
 EXPORT_HINT = "export it with `python -m carvana.export --onnx FILE --model CHECKPOINT`"
 
@@ -34,6 +35,7 @@ class OnnxSegmenter:
             )
         height, width = (int(metadata[key]) for key in SIZE_KEYS)
         self.size = (height, width)
+        self.settings = from_metadata(metadata)
         self.batch_size = batch_size
 
     @classmethod

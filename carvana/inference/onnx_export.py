@@ -3,7 +3,9 @@
 The graph is the `Segmenter` protocol as a file: input `images`, (N, H, W, 3) uint8 RGB photos at the model's size
 as decoded; output `probabilities`, (N, H, W) float32 car probabilities (the scaling to [0, 1] and the sigmoid
 are in the graph). N is a dynamic axis (`batch`); H and W are fixed at the checkpoint's image size, which the
-file's metadata_props hold as `image_height` and `image_width`: onnxruntime and the file are all it takes to run.
+file's metadata_props hold as `image_height` and `image_width`, beside the inference settings the model was
+scored with (`inference_threshold`, `inference_tta`, `inference_refine`): onnxruntime and the file are all it
+takes to run it as it was scored.
 
 Opset 20, pinned: what torch 2.13's exporter (torch.export-based, `dynamo=True`) writes natively, so no version
 conversion runs; onnxruntime reads it from 1.17 on. The weights are inside the file (no external .data file).
@@ -24,6 +26,7 @@ from mlflow.tracking import MlflowClient
 from carvana.core.atomic import atomic_write
 from carvana.core.errors import CarvanaError
 from carvana.inference.segmenter import PhotoProbabilities
+from carvana.inference.settings import as_metadata, recorded
 from carvana.model.checkpoint import build_model, load_checkpoint
 from carvana.tracking.store import connect
 
@@ -40,12 +43,13 @@ def export_onnx(checkpoint_path: Path, out: Path) -> tuple[int, int]:
     checkpoint = load_checkpoint(checkpoint_path)
     size = tuple(checkpoint["image_size"])
     model = PhotoProbabilities(build_model(checkpoint, checkpoint_path))
+    metadata = dict(zip(SIZE_KEYS, map(str, size))) | as_metadata(recorded(checkpoint))
     # exported inside the write: an output that cannot be written fails at once, not after the export's seconds
-    atomic_write(out, lambda tmp: onnx_program(model, size).save(tmp, external_data=False))
+    atomic_write(out, lambda tmp: onnx_program(model, size, metadata).save(tmp, external_data=False))
     return size
 
 
-def onnx_program(model: PhotoProbabilities, size: tuple[int, int]) -> torch.onnx.ONNXProgram:
+def onnx_program(model: PhotoProbabilities, size: tuple[int, int], metadata: dict[str, str]) -> torch.onnx.ONNXProgram:
     example = torch.zeros((EXAMPLE_BATCH, *size, 3), dtype=torch.uint8)
     with quiet_exporter():
         program = torch.onnx.export(
@@ -58,7 +62,7 @@ def onnx_program(model: PhotoProbabilities, size: tuple[int, int]) -> torch.onnx
             dynamic_shapes=({0: torch.export.Dim("batch")},),
             verbose=False,
         )
-    program.model.metadata_props.update(zip(SIZE_KEYS, map(str, size)))
+    program.model.metadata_props.update(metadata)
     return program
 
 

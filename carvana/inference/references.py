@@ -15,7 +15,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from carvana.core.errors import CarvanaError
-from carvana.core.outputs import checkpoint_path, read_run_id
+from carvana.core.outputs import checkpoint_path, read_run_id, scored_model_path
 from carvana.core.paths import project_root
 from carvana.core.redact import redact
 from carvana.tracking.registry import CHAMPION, MODEL_NAME
@@ -39,7 +39,7 @@ def default_reference() -> str:
             return DEFAULT
         except CarvanaError:
             pass
-    return str(checkpoint_path("best.pt"))
+    return str(scored_model_path() if scored_model_path().exists() else checkpoint_path("best.pt"))
 
 
 def store_configured() -> bool:
@@ -47,14 +47,20 @@ def store_configured() -> bool:
     return bool(os.environ.get("MLFLOW_TRACKING_URI")) or (project_root() / "mlruns" / "mlflow.db").exists()
 
 
+SCORED, TRAINED = "evaluate/model.pt", "checkpoints/best.pt"  # a run's checkpoints: as evaluate scored it, as trained
+
+
 def local_file(reference: str) -> Path:
-    """The checkpoint (or exported model) file `reference` names, downloaded from MLflow if need be."""
+    """The checkpoint (or exported model) file `reference` names, downloaded from MLflow if need be: the run's
+    model as evaluate scored it (with its inference settings), else as train left it."""
     if names_a_run(reference):
         run_id = run_of(reference)
+        listed = {artifact.path for artifact in MlflowClient().list_artifacts(run_id, "evaluate")}
+        artifact = SCORED if SCORED in listed else TRAINED
         try:
-            return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="checkpoints/best.pt"))
+            return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact))
         except (MlflowException, OSError) as error:
-            raise CarvanaError(f"--model {reference}: run {run_id} has no checkpoints/best.pt ({error})") from None
+            raise CarvanaError(f"--model {reference}: run {run_id} has no {artifact} ({error})") from None
     path = Path(reference).expanduser()
     if not path.is_file():
         raise CarvanaError(
@@ -94,11 +100,12 @@ def run_of(reference: str) -> str:
 
 def trained_by(reference: str) -> str | None:
     """The MLflow run that trained the model `reference` names, if the store holds it: the run of a models:/ URI
-    or run id, or for this workspace's best checkpoint the run in stages/train/mlflow_run.json. None otherwise
-    (any other file, or a workspace whose run is not in this store)."""
+    or run id, or for this workspace's checkpoints (trained or scored) the run in stages/train/mlflow_run.json. None
+    otherwise (any other file, or a workspace whose run is not in this store)."""
     if names_a_run(reference):
         return run_of(reference)
-    if Path(reference).expanduser().resolve() != checkpoint_path("best.pt").resolve() or not store_configured():
+    workspace_models = {checkpoint_path("best.pt").resolve(), scored_model_path().resolve()}
+    if Path(reference).expanduser().resolve() not in workspace_models or not store_configured():
         return None
     try:
         run_id = read_run_id()

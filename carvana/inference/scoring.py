@@ -30,17 +30,20 @@ class FullResScores(ScoreAccumulator):
             ids[start : start + len(probabilities)], probabilities
         )
 
-    def add_probabilities(self, ids: Sequence[str], probabilities: np.ndarray) -> None:
+    def add_probabilities(self, ids: Sequence[str], probabilities: np.ndarray) -> list[np.ndarray]:
         """(N, h, w) probabilities at the model's size, upsampled to each photo's size and, with `refine` > 0,
-        refined at full resolution by a guided filter of that radius."""
+        refined at full resolution by a guided filter of that radius; returns the N masks scored."""
         started = time.perf_counter()
+        masks = []
         for image_id, probability in zip(ids, probabilities):
             truth = self.truth(image_id)
             full = upsample(probability, truth.shape)
             if self.refine:
                 full = guided(full, read_image(image_path(self.root, image_id)), self.refine)
-            self.add(torch.from_numpy(full > self.threshold)[None], torch.from_numpy(truth)[None])
+            masks.append(full > self.threshold)
+            self.add(torch.from_numpy(masks[-1])[None], torch.from_numpy(truth)[None])
         self.seconds += time.perf_counter() - started
+        return masks
 
     def truth(self, image_id: str) -> np.ndarray:
         return read_mask(mask_path(self.root, image_id)).astype(bool)

@@ -10,12 +10,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from carvana.core.params import InferenceParams
 from carvana.data.resize import resize_photo
+from carvana.inference.settings import recorded
 from carvana.model.checkpoint import build_model, load_checkpoint
 
 
 class Segmenter(Protocol):
     size: tuple[int, int]  # (height, width) the model takes
+    settings: InferenceParams  # how the model was scored (carvana.inference.settings)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) uint8 photos at self.size -> (N, H, W) float32 car probabilities."""
@@ -43,6 +46,7 @@ class TorchSegmenter:
         self.device = torch.device(device)
         self.model = PhotoProbabilities(build_model(checkpoint, checkpoint_path, self.device))
         self.size: tuple[int, int] = tuple(checkpoint["image_size"])
+        self.settings = recorded(checkpoint)
         self.batch_size = batch_size
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
@@ -65,7 +69,7 @@ class FlipAveraged:
 
     def __init__(self, segmenter: Segmenter) -> None:
         self.segmenter = segmenter
-        self.size = segmenter.size
+        self.size, self.settings = segmenter.size, segmenter.settings
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         mirrored = self.segmenter.probabilities(images[:, :, ::-1])[:, :, ::-1]
@@ -86,6 +90,7 @@ class Ensemble:
     def __init__(self, segmenters: list[Segmenter]) -> None:
         self.segmenters = segmenters
         self.size = max((segmenter.size for segmenter in segmenters), key=lambda size: size[0] * size[1])
+        self.settings = segmenters[0].settings
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         total = np.zeros((len(images), *self.size), dtype=np.float32)

@@ -3,8 +3,9 @@
 A request is a DataFrame with one column, `image`: a photo per row (JPEG, PNG or WebP at any size), its file's
 bytes base64-encoded. The answer has a row per photo: the car's mask at the photo's own size in Kaggle's run-length
 encoding (`rle`, top to bottom, left to right, 1-indexed), the photo's `width` and `height`, and with the param
-`cutout` the car on a transparent background (`cutout`: a base64 RGBA PNG). Params: `threshold` (0.5), `cutout`
-(false), `hard` (false: the cut-out's edge follows the probability; true: the mask's hard edge).
+`cutout` the car on a transparent background (`cutout`: a base64 RGBA PNG). Params: `threshold`, `tta`, `refine`
+(by default as the model was scored: carvana.inference.settings), `cutout` (false), `hard` (false: the cut-out's
+edge follows the probability; true: the mask's hard edge).
 
 A row that is not base64, over MAX_PHOTO_BYTES, not a photo Pillow decodes, or declaring more pixels than the
 decompression-bomb limit stops the request with an MlflowException(INVALID_PARAMETER_VALUE) naming the row
@@ -23,12 +24,15 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+from pydantic import ValidationError
 
 from carvana.core.errors import CarvanaError
+from carvana.core.params import InferenceParams, describe
 from carvana.inference import rle
 from carvana.inference.engine import predict
 from carvana.inference.photos import EncodedPhoto
-from carvana.inference.segmenter import TorchSegmenter
+from carvana.inference.segmenter import FlipAveraged, TorchSegmenter
+from carvana.inference.settings import overridden
 from carvana.inference.writers import PerPhoto, Prediction, save_cutout
 from carvana.model.device import resolve_device
 
@@ -39,7 +43,9 @@ MAX_PHOTOS = "CARVANA_MAX_PHOTOS_PER_REQUEST"  # the environment variable, set w
 DEFAULT_MAX_PHOTOS = 32  # a request's answer (cut-outs included) is held whole: about 6 MB a full-size photo
 PARAMS = ParamSchema(
     [
-        ParamSpec("threshold", "double", 0.5),
+        ParamSpec("threshold", "double", None),  # None: as the model was scored (carvana.inference.settings)
+        ParamSpec("tta", "boolean", None),
+        ParamSpec("refine", "long", None),
         ParamSpec("cutout", "boolean", False),
         ParamSpec("hard", "boolean", False),
     ]
@@ -67,10 +73,12 @@ class PhotoSegmenter(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: mlflow.pyfunc.PythonModelContext, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        settings = {spec.name: spec.default for spec in PARAMS.params} | (params or {})
-        threshold = settings["threshold"]
-        if not 0 < threshold < 1:
-            raise invalid(f"params: threshold is {threshold}; give a probability between 0 and 1")
+        given = {spec.name: spec.default for spec in PARAMS.params} | (params or {})
+        try:
+            settings = overridden(self.segmenter.settings, **{k: given[k] for k in ("threshold", "tta", "refine")})
+            InferenceParams.model_validate(settings.model_dump())
+        except ValidationError as error:
+            raise invalid(describe(error.errors()[0])) from None
         most = max_photos()
         if len(model_input) > most:
             raise invalid(
@@ -78,9 +86,14 @@ class PhotoSegmenter(mlflow.pyfunc.PythonModel):
                 f"requests (the server's limit is {MAX_PHOTOS})"
             )
         photos = [encoded_photo(row, value) for row, value in model_input[IMAGE].items()]
-        answer = Answer(settings["cutout"], settings["hard"])
+        answer = Answer(given["cutout"], given["hard"])
+        segmenter = FlipAveraged(self.segmenter) if settings.tta else self.segmenter
         try:
-            outcomes = list(predict(photos, self.segmenter, [answer], threshold, threads=os.cpu_count() or 1))
+            outcomes = list(
+                predict(
+                    photos, segmenter, [answer], settings.threshold, threads=os.cpu_count() or 1, refine=settings.refine
+                )
+            )
         except CarvanaError as error:
             raise invalid(str(error)) from None
         return pd.DataFrame([outcome.values[Answer.key] for outcome in outcomes])

@@ -196,7 +196,10 @@ class Submission:
         return rle.encode(prediction.mask)
 
     def collect(self, photo: AnyPhoto, value: Any) -> None:
-        self.rows.writerow([f"{photo.image_id}.jpg", value])
+        self.add_row(photo.image_id, value)
+
+    def add_row(self, image_id: str, encoded: str) -> None:
+        self.rows.writerow([f"{image_id}.jpg", encoded])
 
     def close(self) -> None:
         self.file.close()
