@@ -44,4 +44,4 @@ ui: setup
 
 # PostgreSQL and an MLflow server on it, on 127.0.0.1:5000, until Ctrl-C (README, "A team tracking server").
 server: $(VENV)/.extra-server
-	$(BIN)/python -m carvana.tracking_server
+	$(BIN)/carvana server
