@@ -2,14 +2,14 @@
 
 Run each fold as an experiment (`dvc exp run --queue -n cpu-f0 -S split_val.folds=4 -S split_val.fold=0`, ... then
 `dvc queue start`); this reads their MLflow runs, groups them into recipes (runs whose params are alike but for
-`split_val.fold`), and prints per recipe and fold the full-resolution val dice (Kaggle's score), the worst val photo
-and the training minutes, with the recipe's mean and standard deviation over its folds. It writes the table to
-DIR/cv.md and a plot to DIR/cv.png: dice per fold for each recipe, and full-resolution val dice against training
-minutes, epoch by epoch, where the runs logged it (`train.full_res_every`). With `--fold N` it compares the
-recipes on that one fold (e.g. the presets, to pick a training budget: `dvc exp run -n seed-f0 $(python -m
-carvana.preset seed) -S split_val.folds=4 -S split_val.fold=0 -S train.full_res_every=1`, then `--fold 0 --recipe
-default --recipe seed --recipe cpu`).
-"""
+`split_val.fold`), and prints per recipe and fold the full-resolution val dice (Kaggle's score), the worst paint of
+the repaint check (evaluate.repaint), the worst val photo and the training cost (TFLOPs, the same on any machine,
+and minutes on the machine that trained), with the recipe's mean and standard deviation over its folds; then each
+recipe's dice per paint. It writes the tables to DIR/cv.md and a plot to DIR/cv.png: dice per fold for each recipe,
+and full-resolution val dice against training TFLOPs, epoch by epoch, where the runs logged it
+(`train.full_res_every`). With `--fold N` it compares the recipes on that one fold (e.g. the presets, to pick a
+training budget: `dvc exp run -n seed-f0 $(carvana preset seed) -S split_val.folds=4 -S split_val.fold=0
+-S train.full_res_every=1`, then `--fold 0 --recipe default --recipe seed --recipe cpu`)."""
 
 import argparse
 import re
@@ -33,7 +33,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
 
 FOLD_SUFFIX = re.compile(r"[-_]?f(old)?\d+$")
-CURVE = ("train_minutes", "val_dice_full")
+CURVE = ("train_tflops", "val_dice_full")
+REPAINT, FULL = "eval_repaint_", "_dice_full"  # eval_repaint_<paint>_dice_full
 DICE_TICKS = (0.05, 0.1, 0.2, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995)
 
 
@@ -44,7 +45,16 @@ class Fold:
     dice: float  # eval_dice_full
     worst_dice: float
     worst_image: str
+    tflops: float
     minutes: float
+    paints: dict[str, float]  # the repaint check's dice per paint (evaluate.repaint), if it ran
+
+
+def worst_paint(paints: dict[str, float]) -> str:
+    if not paints:
+        return "n/a"
+    paint = min(paints, key=paints.__getitem__)
+    return f"{paints[paint]:.4f} ({paint})"
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,17 @@ class Recipe:
     @property
     def dice(self) -> list[float]:
         return [fold.dice for fold in self.runs]
+
+    @property
+    def paints(self) -> dict[str, float]:
+        """Dice per paint, the mean over the folds that scored every one."""
+        scored = [fold.paints for fold in self.runs if fold.paints]
+        common = set.intersection(*(set(paints) for paints in scored)) if scored else set()
+        return (
+            {paint: statistics.mean(p[paint] for p in scored) for paint in scored[0] if paint in common}
+            if scored
+            else {}
+        )
 
     @property
     def worst(self) -> Fold:
@@ -109,7 +130,9 @@ def fold_of(fold: int, run: Run) -> Fold:
         metrics["eval_dice_full"],
         metrics.get("eval_worst_dice_full", float("nan")),
         run.data.tags.get("eval_worst_image", "?"),
+        metrics.get("train_tflops", float("nan")),
         metrics.get("train_minutes", float("nan")),
+        {key[len(REPAINT) : -len(FULL)]: value for key, value in metrics.items() if key.startswith(REPAINT)},
     )
 
 
@@ -124,66 +147,86 @@ def chosen(found: list[Recipe], labels: list[str]) -> list[Recipe]:
 
 def table(found: list[Recipe], summaries: bool = True) -> str:
     lines = [
-        "| recipe | fold | dice (full resolution) | worst val photo | training minutes |",
-        "| --- | --- | --- | --- | --- |",
+        "| recipe | fold | dice (full resolution) | worst paint | worst val photo | training TFLOPs | minutes |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for recipe in found:
         for fold in recipe.runs:
             worst = f"{fold.worst_dice:.4f} ({fold.worst_image})"
-            lines.append(f"| {recipe.label} | {fold.fold} | {fold.dice:.4f} | {worst} | {fold.minutes:.1f} |")
+            cost = f"{fold.tflops:.4g} | {fold.minutes:.1f}"
+            lines.append(
+                f"| {recipe.label} | {fold.fold} | {fold.dice:.4f} | {worst_paint(fold.paints)} | {worst} | {cost} |"
+            )
         if not summaries:
             continue
         spread = f"{statistics.stdev(recipe.dice):.4f}" if len(recipe.dice) > 1 else "n/a"
         complete = "" if len(recipe.runs) == recipe.folds else f" ({len(recipe.runs)} of {recipe.folds} folds)"
-        minutes = statistics.mean(fold.minutes for fold in recipe.runs)
+        cost = " | ".join(
+            format(statistics.mean(getattr(fold, what) for fold in recipe.runs), spec)
+            for what, spec in (("tflops", ".4g"), ("minutes", ".1f"))
+        )
         lines.append(
             f"| **{recipe.label}**{complete} | mean ± sd | **{statistics.mean(recipe.dice):.4f} ± {spread}** | "
-            f"{recipe.worst.worst_dice:.4f} ({recipe.worst.worst_image}) | {minutes:.1f} |"
+            f"{worst_paint(recipe.paints)} | {recipe.worst.worst_dice:.4f} ({recipe.worst.worst_image}) | {cost} |"
+        )
+    return "\n".join(lines) + "\n" + paint_table(found)
+
+
+def paint_table(found: list[Recipe]) -> str:
+    """Each recipe's dice per paint of the repaint check, the mean over its folds."""
+    painted = [recipe for recipe in found if recipe.paints]
+    if not painted:
+        return ""
+    paints = list(painted[0].paints)
+    lines = ["", "| recipe | " + " | ".join(paints) + " |", "| --- |" + " --- |" * len(paints)]
+    for recipe in painted:
+        lines.append(
+            f"| {recipe.label} | " + " | ".join(f"{recipe.paints.get(p, float('nan')):.4f}" for p in paints) + " |"
         )
     return "\n".join(lines) + "\n"
 
 
 def learning_curve(client: MlflowClient, recipe: Recipe) -> tuple[list[float], list[float]]:
-    """Training minutes and full-resolution val dice at the epochs where every fold scored them, averaged over
-    the folds."""
+    """Training TFLOPs and full-resolution val dice at the epochs where every fold scored them, averaged over the
+    folds."""
     histories = [
         {metric: {m.step: m.value for m in client.get_metric_history(run.run_id, metric)} for metric in CURVE}
         for run in recipe.runs
     ]
-    steps = sorted(set.intersection(*(set(h["train_minutes"]) & set(h["val_dice_full"]) for h in histories)))
-    minutes, dice = ([statistics.mean(h[metric][step] for h in histories) for step in steps] for metric in CURVE)
-    return minutes, dice
+    steps = sorted(set.intersection(*(set(h["train_tflops"]) & set(h["val_dice_full"]) for h in histories)))
+    tflops, dice = ([statistics.mean(h[metric][step] for h in histories) for step in steps] for metric in CURVE)
+    return tflops, dice
 
 
 def plot(client: MlflowClient, found: list[Recipe], path: Path, fold: int | None = None) -> None:
-    figure, (per_fold, per_minute) = plt.subplots(1, 2, figsize=(13, 4.8))
+    figure, (per_fold, per_cost) = plt.subplots(1, 2, figsize=(13, 4.8))
     for index, recipe in enumerate(found):
         per_fold.scatter([index] * len(recipe.runs), recipe.dice, label=None)
         per_fold.hlines(statistics.mean(recipe.dice), index - 0.25, index + 0.25)
-        minutes, dice = learning_curve(client, recipe)
-        if minutes:
-            per_minute.plot(minutes, dice, "o-", ms=3, color=f"C{index}", label=recipe.label)
+        tflops, dice = learning_curve(client, recipe)
+        if tflops:
+            per_cost.plot(tflops, dice, "o-", ms=3, color=f"C{index}", label=recipe.label)
     per_fold.set_xticks(range(len(found)), [recipe.label for recipe in found])
     which = "per fold (line: mean)" if fold is None else f"on fold {fold}"
     per_fold.set(title=f"Val dice at 1918x1280 {which}", ylabel="dice")
-    per_minute.set(
-        title="Val dice at 1918x1280 against training time" + (" (mean over folds)" if fold is None else ""),
-        xlabel="training minutes",
+    per_cost.set(
+        title="Val dice at 1918x1280 against training cost" + (" (mean over folds)" if fold is None else ""),
+        xlabel="training TFLOPs",
         ylabel="dice",
     )
     # a logit axis spreads 0.9, 0.99, 0.999 equally, so the differences near 1 show; it starts below the worst recipe
     bottom = min(0.9, max(0.05, 0.8 * min(min(recipe.dice) for recipe in found)))
     ticks = [tick for tick in DICE_TICKS if tick >= bottom]
-    for axes in (per_fold, per_minute):
+    for axes in (per_fold, per_cost):
         axes.set_yscale("logit", nonpositive="clip")
         axes.set_ylim(bottom, DICE_TICKS[-1])
         axes.set_yticks(ticks, [f"{tick:g}" for tick in ticks])
         axes.minorticks_off()
         axes.grid(True, alpha=0.3)
-    per_minute.set_xscale("log")  # a 1-minute recipe and a 30-minute one on one axis
-    per_minute.xaxis.set_major_formatter("{x:g}")
-    if per_minute.has_data():
-        per_minute.legend()
+    per_cost.set_xscale("log")  # a small recipe and one 30 times its cost on one axis
+    per_cost.xaxis.set_major_formatter("{x:g}")
+    if per_cost.has_data():
+        per_cost.legend()
     figure.tight_layout()
     atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
 

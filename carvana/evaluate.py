@@ -1,10 +1,13 @@
 """Stage evaluate: score the best checkpoint on the val cars, at the training resolution and at the photos' original
 resolution (probabilities upsampled, then thresholded: how Kaggle scored), with the `inference` settings.
 
-Writes stages/evaluate/{metrics.json, per_image.tsv, masks.csv.gz (the val masks, Kaggle's img,rle_mask), model.pt
-(the checkpoint with the settings it was scored with)}. Into the model's MLflow run it logs the scores and the
-model (registered as a new version of carvana-unet, the champion if it scores best).
+Then the repaint check: the val photos' cars repainted through their true masks in `evaluate.repaint`'s paints,
+scored the same way. Writes stages/evaluate/{metrics.json, per_image.tsv, masks.csv.gz (the val masks, Kaggle's
+img,rle_mask), model.pt (the checkpoint with the settings it was scored with)}. Into the model's MLflow run it
+logs the scores and the model (registered as a new version of carvana-unet, the champion if it scores best).
 """
+
+from typing import Any
 
 import mlflow
 import torch
@@ -12,10 +15,11 @@ import torch
 from carvana.core.atomic import write_json, write_text
 from carvana.core.errors import run_main
 from carvana.core.outputs import checkpoint_path, load_prepared, read_run_id, scored_model_path, stage_dir
-from carvana.core.params import flatten, load_params
+from carvana.core.params import Params, flatten, load_params
 from carvana.inference import rle
+from carvana.inference.repaint_check import repainted_dice
 from carvana.inference.scoring import FullResScores
-from carvana.inference.segmenter import FlipAveraged, TorchSegmenter
+from carvana.inference.segmenter import FlipAveraged, Segmenter, TorchSegmenter
 from carvana.inference.settings import KEY
 from carvana.inference.writers import Submission
 from carvana.model.allocator import keep_freed_memory
@@ -56,22 +60,42 @@ def main() -> None:
     metrics = {**low_res.means(), **{f"{k}_full": v for k, v in full_res.means().items()}, "images": len(val.ids)}
     worst = int(full_res.per_image()["dice"].argmin())
     metrics["worst_dice_full"] = float(full_res.per_image()["dice"][worst])
-    write_json(out / "metrics.json", metrics)
-    write_text(out / "per_image.tsv", per_image_table(val.ids, low_res, full_res))
     print(
         "evaluate: "
         + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "images")
         + f" on {len(val.ids)} val images"
     )
+    paints = repaint_check(segmenter, val.ids, params)
+    write_json(out / "metrics.json", metrics | paints)
+    write_text(out / "per_image.tsv", per_image_table(val.ids, low_res, full_res))
 
     with continue_run(run_id, "evaluate") as run:
         mlflow.set_tags(flatten(settings, "inference.") | {"eval_worst_image": val.ids[worst]})
         mlflow.log_metrics({f"eval_{k}": v for k, v in metrics.items() if k != "images"})
+        if paints:
+            mlflow.set_tag("eval_worst_paint", paints["worst_paint"])
+            mlflow.log_metrics(
+                {f"eval_repaint_{paint}_dice_full": dice for paint, dice in paints["repaint_dice_full"].items()}
+                | {"eval_worst_paint_dice_full": paints["worst_paint_dice_full"]}
+            )
         mlflow.log_artifact(str(out / "per_image.tsv"), artifact_path="evaluate")
         mlflow.log_artifact(str(scored_model_path()), artifact_path="evaluate")
         registry.log_model(scored_model_path(), val.images[0])
         if registry.promote_if_best(run.info.run_id, metrics["dice_full"]):
             print(f"evaluate: this model is now {registry.MODEL_NAME}@{registry.CHAMPION}")
+
+
+def repaint_check(segmenter: Segmenter, ids: list[str], params: Params) -> dict[str, Any]:
+    """The val cars repainted in `evaluate.repaint`'s paints, scored like the photos themselves: per paint, and the
+    worst paint (a model that learned the training cars' paints, not cars, fails here)."""
+    paints = params.evaluate.repaint
+    if not paints:
+        return {}
+    root, settings = stage_dir("download"), params.inference
+    dice = repainted_dice(segmenter, root, ids, paints, settings, params.evaluate.batch_size)
+    worst = min(dice, key=dice.__getitem__)
+    print("evaluate: repainted, dice_full " + ", ".join(f"{paint} {value:.4f}" for paint, value in dice.items()))
+    return {"repaint_dice_full": dice, "worst_paint": worst, "worst_paint_dice_full": dice[worst]}
 
 
 def per_image_table(ids: list[str], low_res: ScoreAccumulator, full_res: ScoreAccumulator) -> str:

@@ -25,6 +25,7 @@ from carvana.data.pictures import panels
 from carvana.inference.scoring import FullResScores
 from carvana.model.allocator import keep_freed_memory
 from carvana.model.device import device_name, memory_format, resolve_device
+from carvana.model.flops import training_flops_per_image
 from carvana.model.unet import UNet, count_parameters
 from carvana.tracking.runs import end_abandoned, training_run
 from carvana.training import distributed
@@ -88,7 +89,8 @@ def train(params: Params, device: torch.device, ranks: distributed.Ranks) -> Non
     model = UNet(**config).to(device, memory_format=memory_format(device))
     fit = Fit.of(model, cfg, len(data.train_loader), device, ranks.world)
     trained_on = {"device": device_name(device), "precision": fit.precision.name}
-    say(headline(data, model, trained_on, ranks.world))
+    tflops_per_epoch = training_flops_per_image(config, data.size) * len(data.train_loader) * cfg.batch_size / 1e12
+    say(headline(data, model, trained_on, ranks.world, tflops_per_epoch))
     logged = logged_params(params)
     components = checkpointed(fit)
     meta = {"model_config": config, "image_size": list(data.size), "params": logged}
@@ -105,12 +107,12 @@ def train(params: Params, device: torch.device, ranks: distributed.Ranks) -> Non
                 scores, measuring = validate(fit, data, cfg, epoch)
                 progress.minutes += (time.perf_counter() - started - measuring) / 60  # measurement is not training
                 row = {"epoch": epoch, "train_loss": train_loss} | scores
-                log_epoch(row, fit.scheduler.get_last_lr()[0], progress.minutes)
+                log_epoch(row, fit.scheduler.get_last_lr()[0], progress.minutes, epoch * tflops_per_epoch)
                 progress.commit(row, run.info.run_id, components)  # after its logging: a resume never skips one
                 say(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"))
             distributed.barrier()
         if ranks.main:
-            publish(progress, run, trained_on)
+            publish(progress, run, trained_on, cfg.epochs * tflops_per_epoch)
     if ranks.main:
         progress.discard()
     distributed.barrier()
@@ -147,12 +149,14 @@ class Data:
         )
 
 
-def headline(data: Data, model: torch.nn.Module, trained_on: dict[str, str], world: int) -> str:
+def headline(
+    data: Data, model: torch.nn.Module, trained_on: dict[str, str], world: int, tflops_per_epoch: float
+) -> str:
     height, width = data.size
     return (
         f"train: {len(data.train_loader.dataset)} train / {len(data.val_set)} val images at {height}x{width}, "
-        f"{count_parameters(model):,} parameters, {trained_on['device']}, {trained_on['precision']}"
-        + (f", {world} processes" if world > 1 else "")
+        f"{count_parameters(model):,} parameters, {tflops_per_epoch:.3g} TFLOP per epoch, "
+        f"{trained_on['device']}, {trained_on['precision']}" + (f", {world} processes" if world > 1 else "")
     )
 
 
@@ -180,15 +184,16 @@ def resume(
     logged: dict[str, Any], meta: dict[str, Any], components: dict[str, Any], ranks: distributed.Ranks
 ) -> Progress:
     """Process 0 decides whether the saved state is this run's and says so; every process then holds it."""
-    progress = None
+    progress, saved = None, None
     if ranks.main:
         progress = Progress(slot(), fingerprint(logged), meta)
         print(f"train: {progress.resume(components)}")
         if progress.abandoned_run_id:
             end_abandoned(progress.abandoned_run_id)
-    progress = distributed.from_main(progress)
-    if not ranks.main and progress.epoch:
-        progress.load(components)
+        saved = progress.saved() if progress.epoch and ranks.world > 1 else None
+    progress, saved = distributed.from_main((progress, saved))
+    if saved is not None and not ranks.main:
+        Progress.load(saved, components)
     return progress
 
 
@@ -200,8 +205,10 @@ def logged_params(params: Params) -> dict[str, Any]:
     return {"seed": params.seed} | flat | size
 
 
-def log_epoch(row: dict[str, float], lr: float, minutes: float) -> None:
-    metrics = {k: v for k, v in row.items() if k != "epoch"} | {"lr": lr, "train_minutes": minutes}
+def log_epoch(row: dict[str, float], lr: float, minutes: float, tflops: float) -> None:
+    """The epoch's scores, with what training has cost so far: minutes on this machine, TFLOPs on any."""
+    so_far = {"lr": lr, "train_minutes": minutes, "train_tflops": tflops}
+    metrics = {k: v for k, v in row.items() if k != "epoch"} | so_far
     mlflow.log_metrics(metrics, step=int(row["epoch"]))
 
 
@@ -231,17 +238,18 @@ class Panels:
             mlflow.log_image(grid, key="val_panels", step=epoch)
 
 
-def publish(progress: Progress, run: mlflow.ActiveRun, trained_on: dict[str, str]) -> None:
+def publish(progress: Progress, run: mlflow.ActiveRun, trained_on: dict[str, str], tflops: float) -> None:
     """The finished training's checkpoints, metrics and plots into stages/train/, and into its MLflow run (evaluate
     logs and registers the model it scores). The metrics name the device and number format that computed them
-    (`trained_on`): other CPU kinds land on other figures."""
+    (`trained_on`: other CPU kinds land on other figures) and what the training cost in TFLOPs (on any machine)."""
     with atomic_dir(checkpoint_path().parent) as checkpoints:
         progress.publish(checkpoints)
     mlflow.log_artifacts(str(checkpoint_path().parent), artifact_path="checkpoints")
     out = stage_dir("train")
     best = progress.best
     scores = {k: v for k, v in best.items() if k != "epoch"}
-    write_json(out / "metrics.json", {"best_epoch": int(best["epoch"])} | scores | {"trained_on": trained_on})
+    cost = {"train_tflops": float(f"{tflops:.4g}"), "trained_on": trained_on}
+    write_json(out / "metrics.json", {"best_epoch": int(best["epoch"])} | scores | cost)
     with atomic_dir(out / "plots") as plots:
         for name, columns in PLOTS.items():
             rows = [r for r in progress.history if all(c in r for c in columns)]  # val_dice_full: some epochs

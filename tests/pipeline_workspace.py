@@ -25,6 +25,7 @@ TINY_PARAMS = {
         "panels_per_epoch": 2,
         "model": {"features": [4, 8, 16]},
     },
+    "evaluate": {"repaint": ["yellow", "black"]},  # the repaint check, in two paints of the eight
     "render_masks": {"worst_cases": 4, "overlay_width": 120},
 }
 

@@ -25,11 +25,21 @@ def test_fold_experiments_are_summarised(tmp_path):
     rows = [line for line in result.stdout.splitlines() if line.startswith("| tiny")]
     assert [row.split(" | ")[1] for row in rows] == ["0", "1"]
     assert [float(row.split(" | ")[2]) for row in rows] == pytest.approx([dice["tiny-f0"], dice["tiny-f1"]], abs=1e-4)
+    worst_paint = {
+        run.data.tags["dvc.exp_name"]: f"{run.data.metrics['eval_worst_paint_dice_full']:.4f} "
+        f"({run.data.tags['eval_worst_paint']})"
+        for run in runs
+    }
+    assert [row.split(" | ")[3] for row in rows] == [worst_paint["tiny-f0"], worst_paint["tiny-f1"]]
+    paint_rows = [line for line in result.stdout.splitlines() if line.startswith("| recipe | yellow")]
+    assert paint_rows == ["| recipe | yellow | black |"]
+    tflops = {run.data.tags["dvc.exp_name"]: run.data.metrics["train_tflops"] for run in runs}
+    assert [float(row.split(" | ")[5]) for row in rows] == pytest.approx([tflops["tiny-f0"], tflops["tiny-f1"]], 1e-3)
     summary = next(line for line in result.stdout.splitlines() if line.startswith("| **tiny**"))
     mean, sd = map(float, re.search(r"\*\*([\d.]+) ± ([\d.]+)\*\*", summary).groups())
     assert mean == pytest.approx(statistics.mean([dice["tiny-f0"], dice["tiny-f1"]]), abs=1e-4)
     assert sd == pytest.approx(statistics.stdev([dice["tiny-f0"], dice["tiny-f1"]]), abs=1e-4)
-    assert "no-folds" not in result.stdout and "recipe" not in result.stdout.split("\n", 2)[2]
+    assert "no-folds" not in result.stdout and "recipe 1" not in result.stdout  # every recipe named
     assert (ws.root / "cv" / "cv.md").read_text() in result.stdout
     with Image.open(ws.root / "cv" / "cv.png") as picture:
         assert picture.width > 800

@@ -1,4 +1,5 @@
-"""Training across 2 processes (torchrun, DDP with gloo on the CPU) through the real `dvc exp run`.
+"""Training across 2 processes (torchrun, DDP with gloo on the CPU) through the real `dvc exp run`, on one machine
+and as two nodes (both on this machine, over loopback).
 
 With BatchNorm over the global batch, 2 processes compute the steps 1 process computes, up to float rounding
 (tests/test_distributed.py checks one step's gradients to 1e-4). Rounding differences grow over the epochs of a
@@ -8,14 +9,18 @@ final val dice of either is 0.966-0.979 (LEARNS_CARS: a tiny run that learns wha
 """
 
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
-from pipeline_workspace import LEARNS_CARS, Workspace
+from pipeline_workspace import LEARNS_CARS, Checkout, Workspace
 from test_resume_e2e import mlflow_experiment_id, resume_checkpoints, wait_for_first_epoch
+
+from carvana.server.processes import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -34,23 +39,64 @@ def history(ws: Workspace, run_id: str, key: str) -> list[float]:
 
 
 @pytest.mark.numerics
-def test_two_processes_train_like_one(tmp_path: Path) -> None:
-    ws = Workspace(tmp_path / "ws", extra=LEARNS_CARS)
+def test_two_processes_train_like_one_on_one_machine_and_on_two(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "node0", extra=LEARNS_CARS)
     ws.run("dvc", "repro", "train")
     result = ws.run("dvc", "exp", "run", "-n", "two", "-S", "train.processes=2", "train")
     assert "2 processes" in result.stdout and result.stdout.count("epoch 8:") == 1  # only process 0 speaks
+    node1 = second_node(ws, tmp_path / "node1")
+    train_on_two_nodes(ws, node1)
     runs = metrics_by_run(ws)
-    assert len(runs) == 2  # one MLflow run per training, whatever its process count
-    two = runs["two"]
-    one = next(run for name, run in runs.items() if name != "two")
-    assert two.info.status == "FINISHED" and two.data.params["train.processes"] == "2"
-    losses_one, losses_two = (history(ws, run.info.run_id, "train_loss") for run in (one, two))
-    print({"one process": losses_one, "two processes": losses_two})
-    assert len(losses_two) == 8
-    assert losses_two[0] == pytest.approx(losses_one[0], rel=0.01)
-    assert losses_two == pytest.approx(losses_one, rel=0.15)
-    assert losses_one[-1] < losses_one[0] / 2 and losses_two[-1] < losses_two[0] / 2
-    assert one.data.metrics["val_dice"] > 0.8 and two.data.metrics["val_dice"] > 0.8  # both learned
+    assert len(runs) == 3  # one MLflow run per training, whatever its process and node count
+    one = next(run for name, run in runs.items() if name not in ("two", "two-nodes"))
+    losses_one = history(ws, one.info.run_id, "train_loss")
+    assert losses_one[-1] < losses_one[0] / 2 and one.data.metrics["val_dice"] > 0.8
+    for name in ("two", "two-nodes"):
+        run = runs[name]
+        assert run.info.status == "FINISHED" and run.data.params["train.processes"] == "2"
+        losses = history(ws, run.info.run_id, "train_loss")
+        print({"one process": losses_one, name: losses})
+        assert len(losses) == 8
+        assert losses[0] == pytest.approx(losses_one[0], rel=0.01)
+        assert losses == pytest.approx(losses_one, rel=0.15)
+        assert losses[-1] < losses[0] / 2 and run.data.metrics["val_dice"] > 0.8  # it learned
+    # rank 0, on node 0, alone tracked and wrote: node 1's checkout holds no outputs, runs or resume state
+    assert (ws.root / "stages/train/checkpoints/best.pt").exists()
+    assert not (node1.root / "stages/train").exists() and not (node1.root / "mlruns").exists()
+    assert not (node1.root / ".dvc/tmp/carvana-resume").exists()
+
+
+def second_node(ws: Workspace, root: Path) -> Checkout:
+    """Node 1: a checkout of the same commit with the prepared data (`dvc pull` on a real second machine) and
+    `train.processes` as node 0's experiment sets it."""
+    left_out = {ws.root / "mlruns", ws.root / "stages/train", ws.root / ".dvc/tmp/carvana-resume"}
+    shutil.copytree(
+        ws.root, root, symlinks=True, ignore=lambda folder, names: [n for n in names if Path(folder, n) in left_out]
+    )
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"]["processes"] = 2
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return Checkout(root)
+
+
+def train_on_two_nodes(node0: Workspace, node1: Checkout) -> None:
+    """docs/distributed.md's commands, one node per process, both on this machine: node 0 runs the experiment with
+    torchrun's multi-node settings in its environment, node 1 starts torchrun by hand."""
+    port = str(free_port())
+    settings = {"PET_NNODES": "2", "PET_MASTER_ADDR": "127.0.0.1", "PET_MASTER_PORT": port, "OMP_NUM_THREADS": "1"}
+    node0.env.update(settings, PET_NODE_RANK="0")
+    # --force: the run cache holds this very stage (experiment "two"), and would be restored instead of run
+    first = node0.start("dvc", "exp", "run", "-n", "two-nodes", "-S", "train.processes=2", "--force", "-s", "train")
+    node1.env.update(OMP_NUM_THREADS="1")
+    second = node1.start(
+        "torchrun", "--nnodes", "2", "--node-rank", "1", "--master-addr", "127.0.0.1", "--master-port", port,
+        "--nproc-per-node", "1", "-m", "carvana.train", "--processes", "2",
+    )  # fmt: skip
+    out1, err1 = second.communicate(timeout=900)
+    out0, err0 = first.communicate(timeout=300)
+    assert second.returncode == 0, out1 + err1
+    assert first.returncode == 0, out0 + err0
+    assert "2 processes" in out0 and out0.count("epoch 8:") == 1 and "epoch" not in out1  # node 0's rank 0 speaks
 
 
 def test_two_processes_resume_after_a_kill(tmp_path: Path) -> None:

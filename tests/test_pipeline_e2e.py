@@ -18,6 +18,7 @@ from carvana.data.layout import car_of
 from carvana.inference import rle
 from carvana.model.checkpoint import load_checkpoint
 from carvana.model.device import Precision, device_name
+from carvana.model.flops import training_flops_per_image
 
 pytestmark = pytest.mark.e2e
 
@@ -75,6 +76,9 @@ def test_train_writes_checkpoints_metrics_and_plots(workspace):
     # which machine and number format made these figures: another CPU kind lands on others
     cpu = torch.device("cpu")
     assert metrics["trained_on"] == {"device": device_name(cpu), "precision": Precision.choose(cpu, "auto").name}
+    # what it cost on any machine: 2 epochs of 6 batches of 8 photos (48 train photos), a training step each
+    step = training_flops_per_image({"in_channels": 3, "out_channels": 1, "features": [4, 8, 16]}, (32, 48))
+    assert metrics["train_tflops"] == pytest.approx(2 * 48 * step / 1e12, rel=1e-3)
     loss = plot_rows(workspace, "loss", header=True)
     assert loss[0].split("\t") == ["epoch", "train_loss", "val_loss"] and len(loss) == 3
 
@@ -88,6 +92,11 @@ def test_evaluate_scores_at_train_and_full_resolution(workspace):
     metrics = workspace.json("stages/evaluate/metrics.json")
     assert {"dice", "iou", "accuracy", "dice_full", "iou_full", "accuracy_full"} <= metrics.keys()
     assert metrics["images"] == 16
+    # the repaint check: the val cars in each paint of evaluate.repaint, and the worst of them
+    repainted = metrics["repaint_dice_full"]
+    assert list(repainted) == ["yellow", "black"]
+    assert all(0 <= dice <= 1 for dice in repainted.values())
+    assert metrics["worst_paint_dice_full"] == min(repainted.values()) == repainted[metrics["worst_paint"]]
     rows = (workspace.root / "stages/evaluate/per_image.tsv").read_text().splitlines()
     assert len(rows) == 17 and rows[0].startswith("id\tdice\tdice_full")
 
@@ -119,7 +128,10 @@ def test_one_mlflow_run_holds_everything(workspace):
     assert run.info.run_id == run_id and run.info.status == "FINISHED"
     assert run.data.params["train.lr"] == "0.001" and run.data.params["seed"] == "42"
     assert [m.step for m in client.get_metric_history(run_id, "val_dice")] == [1, 2]
-    assert {"eval_dice", "eval_dice_full", "best_val_dice"} <= run.data.metrics.keys()
+    tflops = [m.value for m in client.get_metric_history(run_id, "train_tflops")]
+    assert tflops == pytest.approx([tflops[0], 2 * tflops[0]]) and tflops[0] > 0  # the cost so far, epoch by epoch
+    assert {"eval_dice", "eval_dice_full", "best_val_dice", "eval_repaint_yellow_dice_full"} <= run.data.metrics.keys()
+    assert run.data.tags["eval_worst_paint"] == workspace.json("stages/evaluate/metrics.json")["worst_paint"]
     assert any(key.startswith("system/") for key in run.data.metrics)
     assert run.data.tags["git.commit"] and run.data.tags["stage"] == "train"
     assert run.data.tags["trained_on.device"] == workspace.json("stages/train/metrics.json")["trained_on"]["device"]

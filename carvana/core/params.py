@@ -15,6 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from carvana.core.cli import Parser
 from carvana.core.errors import CarvanaError, run_main
+from carvana.data.repaint import PAINTS
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -31,6 +32,7 @@ def _number_from_string(value: Any) -> Any:
 
 Float = Annotated[float, BeforeValidator(_number_from_string)]
 Probability = Annotated[Float, Field(ge=0, le=1)]
+Paint = Literal[tuple(PAINTS)]  # type: ignore[valid-type]  # the repaint check's paints, by name
 
 
 class Group(BaseModel):
@@ -90,6 +92,10 @@ class AugmentParams(Group):
     hflip_p: Probability
     vflip_p: Probability
     brightness_contrast_p: Probability
+    colour_p: Probability = Field(
+        description="the whole photo's colours changed: hue rotated, channels shuffled or grey"
+    )
+    repaint_p: Probability = Field(description="the car (its mask) repainted in a random colour, its shading kept")
 
 
 class TrainParams(Group):
@@ -127,6 +133,9 @@ class InferenceParams(Group):
 
 class EvaluateParams(Group):
     batch_size: int = Field(ge=1)
+    repaint: list[Paint] = Field(
+        description="paints the val cars are also scored in, repainted through their masks (repaint_<paint>_dice_full)"
+    )
 
 
 class RenderMasksParams(Group):

@@ -4,6 +4,7 @@ flat whatever the number of photos. Train, evaluate and render_masks all score t
 
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,16 +35,22 @@ class FullResScores(ScoreAccumulator):
         """(N, h, w) probabilities at the model's size, upsampled to each photo's size and, with `refine` > 0,
         refined at full resolution by a guided filter of that radius; returns the N masks scored."""
         started = time.perf_counter()
-        masks = []
-        for image_id, probability in zip(ids, probabilities):
-            truth = self.truth(image_id)
-            full = upsample(probability, truth.shape)
-            if self.refine:
-                full = guided(full, read_image(image_path(self.root, image_id)), self.refine)
-            masks.append(full > self.threshold)
-            self.add(torch.from_numpy(masks[-1])[None], torch.from_numpy(truth)[None])
+        masks = [
+            self.score(probability, self.truth(image_id), partial(read_image, image_path(self.root, image_id)))
+            for image_id, probability in zip(ids, probabilities)
+        ]
         self.seconds += time.perf_counter() - started
         return masks
+
+    def score(self, probability: np.ndarray, truth: np.ndarray, photo: Callable[[], np.ndarray]) -> np.ndarray:
+        """One photo's probabilities at the model's size, scored against its full-size `truth`; `photo()` is the
+        photo itself, which refinement follows. Returns the mask scored."""
+        full = upsample(probability, truth.shape)
+        if self.refine:
+            full = guided(full, photo(), self.refine)
+        mask = full > self.threshold
+        self.add(torch.from_numpy(mask)[None], torch.from_numpy(truth)[None])
+        return mask
 
     def truth(self, image_id: str) -> np.ndarray:
         return read_mask(mask_path(self.root, image_id)).astype(bool)

@@ -1,13 +1,18 @@
-"""The tutorial's albumentations recipe, built from params (plus optional brightness/contrast jitter).
+"""The tutorial's albumentations recipe, built from params, plus optional brightness/contrast jitter and colour
+changes: of the whole photo, or of the car alone (repainted through its mask).
 
 Images arrive already resized to the training resolution by the prepare stage, so the recipe's
 Resize happened once, at load time; what is left runs on small arrays.
 """
 
+from typing import Any
+
 import albumentations as A
+import numpy as np
 from albumentations.pytorch import ToTensorV2
 
 from carvana.core.params import AugmentParams
+from carvana.data.repaint import random_colour, repaint
 
 
 def to_unit_range() -> A.Normalize:
@@ -17,6 +22,8 @@ def to_unit_range() -> A.Normalize:
 def train_transform(augment: AugmentParams) -> A.Compose:
     return A.Compose(
         [
+            RepaintCar(p=augment.repaint_p),
+            A.OneOf([A.HueSaturationValue(180, 0, 0, p=1), A.ChannelShuffle(p=1), A.ToGray(p=1)], p=augment.colour_p),
             A.Rotate(limit=augment.rotate_limit, p=augment.rotate_p),
             A.HorizontalFlip(p=augment.hflip_p),
             A.VerticalFlip(p=augment.vflip_p),
@@ -25,6 +32,20 @@ def train_transform(augment: AugmentParams) -> A.Compose:
             ToTensorV2(),
         ]
     )
+
+
+class RepaintCar(A.DualTransform):
+    """The car, its mask's pixels, in a random paint with its shading kept (carvana.data.repaint): a car is a car
+    in any colour. The mask is unchanged."""
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        return {"colour": random_colour(self.random_generator), "car": data["mask"]}
+
+    def apply(self, img: np.ndarray, colour: tuple[float, float, float], car: np.ndarray, **_: Any) -> np.ndarray:
+        return repaint(img, car, colour)
+
+    def apply_to_mask(self, mask: np.ndarray, **_: Any) -> np.ndarray:
+        return mask
 
 
 def eval_transform() -> A.Compose:

@@ -1,8 +1,9 @@
 """Training across processes: `torchrun` + DistributedDataParallel (gloo on the CPU, NCCL on CUDA).
 
 `python -m carvana.train --processes N` with N > 1 replaces itself with
-`torchrun --standalone --nproc-per-node N -m carvana.train`; torchrun then starts N copies, each told its rank
-through the environment. Rank 0 alone tracks, prints and writes; the others train their share of every batch.
+`torchrun --standalone --nproc-per-node N -m carvana.train` (or one node's share of N, across machines: see
+`relaunch`); torchrun then starts the copies, each told its rank through the environment. Rank 0 alone tracks,
+prints and writes; the others train their share of every batch.
 BatchNorm normalises with the statistics of the whole global batch (SyncBatchNorm on CUDA, GlobalBatchNorm2d on
 the CPU, where PyTorch has none), so N processes compute the gradient one process computes on the same batch.
 """
@@ -18,6 +19,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+
+from carvana.core.errors import CarvanaError
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
 
@@ -38,14 +41,31 @@ def under_torchrun() -> bool:
 
 
 def relaunch(processes: int, module: str) -> None:
-    """Become `torchrun --standalone --nproc-per-node <processes> -m <module> <this command's arguments>`
-    (the same process: signals sent to it reach torchrun, which passes them on)."""
+    """Become `torchrun --nproc-per-node <processes per node> -m <module> <this command's arguments>` (the same
+    process: signals sent to it reach torchrun, which passes them on): on this machine alone (`--standalone`), or as
+    one node of several when torchrun's own multi-node settings are in the environment (PET_NNODES, PET_NODE_RANK,
+    PET_MASTER_ADDR, PET_MASTER_PORT: torchrun reads each flag from PET_<FLAG>). Node 0 holds rank 0."""
+    nodes = nodes_from_environment()
+    if processes % nodes:
+        raise CarvanaError(
+            f"`train.processes` is {processes}, which {nodes} nodes (PET_NNODES) cannot share evenly; "
+            "give every node the same number of processes"
+        )
+    per_node = processes // nodes
     env = dict(os.environ)
     # torchrun would set 1 thread per process and warn about it; on the CPU the cores are shared out instead
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
-    command = ["torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", "-m", module, *sys.argv[1:]]
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // per_node)))
+    where = [] if nodes > 1 else ["--standalone"]
+    command = ["torch.distributed.run", *where, f"--nproc-per-node={per_node}", "-m", module, *sys.argv[1:]]
     sys.stdout.flush()
     os.execve(sys.executable, [sys.executable, "-m", *command], env)
+
+
+def nodes_from_environment() -> int:
+    value = os.environ.get("PET_NNODES", "1")
+    if not value.isdigit() or int(value) < 1:
+        raise CarvanaError(f"PET_NNODES is {value!r}; give the number of nodes (an elastic range is not supported)")
+    return int(value)
 
 
 def start(device_type: str) -> Ranks:

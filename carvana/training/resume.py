@@ -10,11 +10,14 @@ A run resumes only if everything that decides its result is what it was: the par
 the train stage's code. Otherwise it starts from epoch 1 and says what changed.
 """
 
+import io
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+import torch
 
 from carvana.core.errors import CarvanaError
 from carvana.core.outputs import prepared_digest
@@ -108,9 +111,14 @@ class Progress:
         )
         return f"resuming after epoch {self.epoch} (state in {self.folder})"
 
-    def load(self, components: dict[str, Stateful]) -> None:
-        """The saved state into `components`, unchecked: for the other processes of a run process 0 resumed."""
-        restore(load_checkpoint(self.folder / "last.pt"), components)
+    def saved(self) -> bytes:
+        """The resumed state as bytes, for the other processes: on other machines they have no file to read."""
+        return (self.folder / "last.pt").read_bytes()
+
+    @staticmethod
+    def load(saved: bytes, components: dict[str, Stateful]) -> None:
+        """State process 0 resumed (`saved`) into `components`, unchecked."""
+        restore(torch.load(io.BytesIO(saved), map_location="cpu", weights_only=True), components)
 
     def commit(self, row: dict[str, float], run_id: str, components: dict[str, Stateful]) -> None:
         """Record a completed epoch. last.pt is written last: it is what a resume starts from."""

@@ -1,0 +1,18 @@
+"""Training cost in floating-point operations: a yardstick for recipes that does not depend on the machine (the same
+training takes 14 minutes on one 2-core CPU kind and 25 on another)."""
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from carvana.model.unet import UNet
+
+
+def training_flops_per_image(config: dict, size: tuple[int, int]) -> float:
+    """The floating-point operations of one training step on one image of `size` (forward and backward), as PyTorch's
+    FlopCounterMode counts them: convolutions and matrix products, 2 per multiply-add (element-wise work, a few
+    percent, is not counted). Counted on the meta device: nothing is computed or allocated."""
+    model = UNet(**config).to("meta")
+    images = torch.empty(1, 3, *size, device="meta")
+    with FlopCounterMode(display=False) as counter:
+        model(images).sum().backward()
+    return float(counter.get_total_flops())
