@@ -25,14 +25,14 @@ $(VENV)/.extra-%: $(VENV)/.installed
 run: setup
 	$(BIN)/dvc repro
 
-# The tests, then the learning and equivalence tests (`-m numerics`) again under each oneDNN cap that makes this
-# CPU compute as an older kind does (AVX2: fp32 where this CPU trains in bf16; AVX512_CORE_BF16: bf16 without AMX).
+# The tests, then the learning and equivalence tests that need no dvc (`-m "numerics and not e2e"`) again under each
+# oneDNN cap that makes this CPU compute as an older kind does (AVX2: fp32 where this CPU trains in bf16; AVX512_CORE_BF16: bf16 without AMX).
 ISA_CAPS = AVX2 AVX512_CORE_BF16
 test: $(VENV)/.extra-test
 	$(BIN)/pytest
 	@for cap in $$($(BIN)/python -c "from carvana.model.device import caps_below; print(*caps_below('$(ISA_CAPS)'.split()))"); do \
 	    echo "== numerics as a CPU capped at $$cap computes (ONEDNN_MAX_CPU_ISA=$$cap)"; \
-	    ONEDNN_MAX_CPU_ISA=$$cap $(BIN)/pytest -m numerics || exit 1; \
+	    ONEDNN_MAX_CPU_ISA=$$cap $(BIN)/pytest -m "numerics and not e2e" || exit 1; \
 	done
 
 # The unit tests alone (no dvc, servers or browser): under two minutes.

@@ -60,9 +60,6 @@ def clone(rev: str, work: Path, data: Path, overrides: list[str]) -> Path:
             tree = {part: tree}
         params = merged(params, tree)
     (checkout / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (checkout / "data").mkdir(exist_ok=True)  # the committed data.dvc's empty template
-    (checkout / "data" / ".keep").touch()
-    dvc(checkout, "add", "-q", "data")
     return checkout
 
 

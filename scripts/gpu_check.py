@@ -57,12 +57,17 @@ def boxes(count: int, size: tuple[int, int], device: torch.device) -> tuple[torc
 
 
 def check_training(
-    device: torch.device, size: tuple[int, int], steps: int, formats: list[str], features: list[int]
+    device: torch.device,
+    size: tuple[int, int],
+    steps: int,
+    formats: list[str],
+    compile_modes: list[tuple[bool, ...]],
+    features: list[int],
 ) -> bool:
     ok = True
     images, masks = boxes(4, size, device)
-    for precision in formats:
-        for compile_model in (False, True):
+    for precision, compiling in zip(formats, compile_modes):
+        for compile_model in compiling:
             torch.manual_seed(0)
             model = UNet(features=features).to(device, memory_format=memory_format(device))
             fit = Fit.of(model, train_params(precision, compile_model, features), steps, device)
@@ -119,7 +124,9 @@ def main() -> None:
     size, steps, photos = ((64, 96), 4, 4) if args.quick else ((640, 960), 12, 64)
     features = QUICK_FEATURES if args.quick else SEED_FEATURES
     formats = ["bf16", "fp16"] if device.type == "cuda" else ["fp32", "bf16"]
-    ok = check_training(device, size, steps, formats, features)
+    # torch.compile with and without, in each format; --quick compiles once (a compile takes ~20 s on 2 cores)
+    compile_modes = [(False, True), (False,)] if args.quick else [(False, True), (False, True)]
+    ok = check_training(device, size, steps, formats, compile_modes, features)
     with tempfile.TemporaryDirectory() as work:
         ok &= check_inference(device, photos, size, features, Path(work))
     if device.type == "cuda":

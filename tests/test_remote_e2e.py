@@ -9,6 +9,7 @@ up nowhere but each clone's .dvc/config.local.
 
 import json
 import secrets
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -61,7 +62,7 @@ class Remote:
 
 @dataclass(frozen=True)
 class Clones:
-    a: Workspace  # ran the pipeline and pushed
+    a: Checkout  # ran the pipeline and pushed
     bare: Path  # the git remote `origin`
     b: Checkout  # cloned from origin and pulled
 
@@ -101,9 +102,21 @@ def remote(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 
 @pytest.fixture(scope="module")
-def clones(remote: Remote, tmp_path_factory: pytest.TempPathFactory) -> Clones:
+def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Clone A before it has a remote: the team's dataset in data/ and the pipeline run on it. Each remote's clones
+    start from a copy (the pipeline runs once)."""
+    a = Workspace(tmp_path_factory.mktemp("pipeline") / "a", extra={"download": {"source": "data/team"}})
+    generate(a.root / "data" / "team", cars=4, width=240, height=160, seed=7, workers=1)
+    a.run("dvc", "add", "data/team")
+    a.run("dvc", "repro")
+    return a.root
+
+
+@pytest.fixture(scope="module")
+def clones(remote: Remote, pipeline_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Clones:
     root = tmp_path_factory.mktemp("clones")
-    a, bare = pushed_workspace(root, remote)
+    shutil.copytree(pipeline_run, root / "a", symlinks=True)
+    a, bare = pushed_workspace(Checkout(root / "a"), remote)
     a.run("git", "clone", "-q", str(bare), str(root / "b"))
     b = Checkout(root / "b")
     remote.give_credentials(b)
@@ -111,13 +124,10 @@ def clones(remote: Remote, tmp_path_factory: pytest.TempPathFactory) -> Clones:
     return Clones(a, bare, b)
 
 
-def pushed_workspace(root: Path, remote: Remote) -> tuple[Workspace, Path]:
+def pushed_workspace(a: Checkout, remote: Remote) -> tuple[Checkout, Path]:
     """Clone A, with the team's dataset in data/ and the pipeline run on it, pushed to git and to the DVC remote;
     and the bare git repository it pushed to."""
-    a = Workspace(root / "a", extra={"download": {"source": "data/team"}})
-    generate(a.root / "data" / "team", cars=4, width=240, height=160, seed=7, workers=1)
-    a.run("dvc", "add", "data/team")
-    a.run("dvc", "repro")
+    root = a.root.parent
     remote.add_to(a)
     a.run("git", "add", "-A")
     a.run("git", "commit", "-q", "-m", "the team's dataset, the pipeline's results, the remote")
