@@ -46,7 +46,7 @@ def main() -> None:
         dice = render_val(overlays, cfg.overlay_width) if cfg.images is None else render_folder(overlays, cfg)
     sheet = worst_cases_sheet(dice, out / "overlays", cfg.worst_cases)
     atomic_write(out / "worst_cases.png", lambda tmp: sheet.save(tmp, format="PNG"))
-    print(f"render_masks: {len(dice)} overlays -> {out}")
+    print(f"render_masks: {len(dice)} overlays -> {os.path.relpath(out)}")
 
     with continue_run(run_id, "render_masks"):
         mlflow.set_tags(flatten(cfg, "render_masks."))
