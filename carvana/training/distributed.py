@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from carvana.core.errors import CarvanaError
+from carvana.model.unet import BatchNorm2d
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
 
@@ -124,7 +125,7 @@ def global_batchnorm(model: nn.Module, device_type: str) -> nn.Module:
     if device_type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
     for module in model.modules():
-        if type(module) is nn.BatchNorm2d:
+        if type(module) is BatchNorm2d:
             module.__class__ = GlobalBatchNorm2d  # same parameters and buffers: checkpoints stay plain BatchNorm
     return model
 
@@ -152,7 +153,7 @@ class SumOverProcesses(torch.autograd.Function):
         return total
 
 
-class GlobalBatchNorm2d(nn.BatchNorm2d):
+class GlobalBatchNorm2d(BatchNorm2d):
     """BatchNorm2d whose training statistics span every process's share of the batch (the shares are equal: see
     EpochSampler): per-channel sums all-reduced in the forward pass, their gradients in the backward pass. In
     eval mode, or in a single process, it is BatchNorm2d."""
