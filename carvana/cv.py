@@ -71,12 +71,11 @@ class Recipe:
     def paints(self) -> dict[str, float]:
         """Dice per paint, the mean over the folds that scored every one."""
         scored = [fold.paints for fold in self.runs if fold.paints]
-        common = set.intersection(*(set(paints) for paints in scored)) if scored else set()
-        return (
-            {paint: statistics.mean(p[paint] for p in scored) for paint in scored[0] if paint in common}
-            if scored
-            else {}
-        )
+        if not scored:
+            return {}
+        return {
+            paint: statistics.mean(p[paint] for p in scored) for paint in scored[0] if all(paint in p for p in scored)
+        }
 
     @property
     def worst(self) -> Fold:
