@@ -1,4 +1,4 @@
-"""The two recipes measured: params.yaml's defaults and the original tutorial's `seed` preset."""
+"""The recipes measured: params.yaml's defaults, the original tutorial's `seed` preset and the `cpu` preset."""
 
 from dataclasses import dataclass
 
@@ -33,9 +33,10 @@ class Recipe:
         return Recipe(self.name, self.params.model_copy(update={"prepare": prepare, "train": train}), steps)
 
 
-def recipes() -> tuple[Recipe, Recipe]:
-    """(default, seed), the seed preset applied over params.yaml as `dvc exp run` would."""
+def recipes() -> tuple[Recipe, Recipe, Recipe]:
+    """(default, seed, cpu), each preset applied over params.yaml as `dvc exp run` would."""
     base = yaml.safe_load((REPO / "params.yaml").read_text())
     default = Recipe("default", parse(base), steps=None)
     seed = Recipe("seed", parse(merged(base, load_preset("seed"))), steps=SEED_STEPS)
-    return default, seed
+    cpu = Recipe("cpu", parse(merged(base, load_preset("cpu"))), steps=None)
+    return default, seed, cpu

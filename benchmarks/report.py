@@ -12,7 +12,7 @@ COLUMNS = ("benchmark", "ours", "baseline", "ratio", "target")
 LEGEND = (
     "ratio = ours / baseline: the median over alternating rounds, the lowest and highest round in brackets. "
     "Speed rows: higher is better (training end to end over model-only: 1.0 = the input pipeline fully hidden); "
-    "onnxruntime vs torch: above 1, onnxruntime is faster; sharing: S3 over directory round-trip rate (what "
+    "a backend vs torch: above 1, that backend is faster; sharing: S3 over directory round-trip rate (what "
     "going through the S3 protocol costs, here without a network); peak memory: lower is better, and ≈ 1 for a "
     "longer run means flat memory."
 )

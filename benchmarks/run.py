@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import inference, input_pipeline, onnx_runtime, preparation, processes, sharing, stages, training
+from benchmarks import backends, inference, input_pipeline, preparation, processes, sharing, stages, training
 from benchmarks.dataset import default_data, photo_size, pick_ids, prepared_arrays, prepared_folder
 from benchmarks.recipes import recipes
 from benchmarks.report import LEGEND, machine, table
@@ -55,9 +55,9 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings(
         args.images or base.images, args.repeats or base.repeats, base.min_seconds, base.training_epochs
     )
-    default, seed = recipes()
+    default, seed, cpu = recipes()
     if args.quick:
-        default, seed = (r.shrunk(QUICK_SIZE, QUICK_BATCH, QUICK_STEPS) for r in (default, seed))
+        default, seed, cpu = (r.shrunk(QUICK_SIZE, QUICK_BATCH, QUICK_STEPS) for r in (default, seed, cpu))
     header = machine(torch.__version__, torch.get_num_threads())
     torch.manual_seed(default.params.seed)
 
@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> None:
         timing = (settings.repeats, settings.min_seconds)
         default_arrays = prepared_arrays(root, ids, default.size, work)
         checkpoint = inference.trained_checkpoint(default, default_arrays, work, settings.training_epochs)
+        cpu_arrays = prepared_arrays(root, ids, cpu.size, work)
+        cpu_checkpoint = inference.trained_checkpoint(cpu, cpu_arrays, work, settings.training_epochs)
         rows = [
             preparation.measure_speed(root, ids, default.size, work, *timing),
             preparation.measure_memory(root, ids, default.size, work),
@@ -83,7 +85,8 @@ def main(argv: list[str] | None = None) -> None:
             inference.measure_masks(default, root, ids, checkpoint, work, *timing),
             inference.measure_render(default, root, ids, checkpoint, work, *timing),
             inference.measure_memory(root, ids, checkpoint, work),
-            onnx_runtime.measure(default, default_arrays[0], checkpoint, *timing),
+            *backends.measure(default, root, ids, default_arrays[0], checkpoint, work, *timing),
+            *backends.measure(cpu, root, ids, cpu_arrays[0], cpu_checkpoint, work, *timing),
             sharing.measure(root, ids, prepared_folder(root, ids, default.size, work), work, *timing),
             *stages.measure(root, ids, work),
         ]

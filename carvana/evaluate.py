@@ -18,7 +18,7 @@ from carvana.core.outputs import checkpoint_path, load_prepared, read_run_id, sc
 from carvana.core.params import Params, flatten, load_params
 from carvana.inference import rle
 from carvana.inference.repaint_check import repainted_dice
-from carvana.inference.scoring import FullResScores
+from carvana.inference.scoring import FullResScores, spread
 from carvana.inference.segmenter import FlipAveraged, Segmenter, TorchSegmenter
 from carvana.inference.settings import KEY
 from carvana.inference.writers import Submission
@@ -92,9 +92,11 @@ def repaint_check(segmenter: Segmenter, ids: list[str], params: Params) -> dict[
     if not paints:
         return {}
     root, settings = stage_dir("download"), params.inference
-    dice = repainted_dice(segmenter, root, ids, paints, settings, params.evaluate.batch_size)
+    picked = [ids[i] for i in spread(params.evaluate.repaint_photos, len(ids))]
+    dice = repainted_dice(segmenter, root, picked, paints, settings, params.evaluate.batch_size)
     worst = min(dice, key=dice.__getitem__)
-    print("evaluate: repainted, dice_full " + ", ".join(f"{paint} {value:.4f}" for paint, value in dice.items()))
+    scores = ", ".join(f"{paint} {value:.4f}" for paint, value in dice.items())
+    print(f"evaluate: {len(picked)} val photos repainted, dice_full {scores}")
     return {"repaint_dice_full": dice, "worst_paint": worst, "worst_paint_dice_full": dice[worst]}
 
 

@@ -25,6 +25,8 @@ from carvana.core.cli import Parser, device_choice, non_negative, positive, prob
 from carvana.core.errors import CarvanaError, list_some, run_main
 from carvana.core.params import InferenceParams
 from carvana.inference.engine import predict
+from carvana.inference.onnx_backend import OnnxSegmenter
+from carvana.inference.openvino_backend import OpenVinoSegmenter
 from carvana.inference.photos import Photo, find_photos
 from carvana.inference.references import default_reference, local_file
 from carvana.inference.segmenter import Ensemble, FlipAveraged, Segmenter, TorchSegmenter
@@ -67,7 +69,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=probability,
         help="probability above which a pixel is car (default: as the model was scored)",
     )
-    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
+    parser.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime", "openvino"),
+        default="torch",
+        help="what runs a checkpoint (an exported model runs on its own: .onnx on onnxruntime, an OpenVINO folder "
+        "or .xml on OpenVINO)",
+    )
     parser.add_argument("--device", type=device_choice, default="auto", help="auto, cpu, cuda, cuda:N (torch backend)")
     parser.add_argument("--batch-size", type=positive, default=16)
     parser.add_argument("--threads", type=positive, default=os.cpu_count() or 1, help="decoding and writing threads")
@@ -155,9 +163,9 @@ def segmenter_for(args: argparse.Namespace) -> tuple[Segmenter, InferenceParams]
 
 def load_segmenter(reference: str, args: argparse.Namespace) -> Segmenter:
     path = local_file(reference)
+    if args.backend == "openvino" or path.suffix == ".xml" or path.is_dir():
+        return OpenVinoSegmenter.for_model(path, args.batch_size)
     if args.backend == "onnxruntime" or path.suffix == ".onnx":
-        from carvana.inference.onnx_backend import OnnxSegmenter
-
         return OnnxSegmenter.for_model(path, args.batch_size)
     return TorchSegmenter(path, resolve_device(args.device, "--device"), args.batch_size)
 

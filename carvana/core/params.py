@@ -136,6 +136,9 @@ class EvaluateParams(Group):
     repaint: list[Paint] = Field(
         description="paints the val cars are also scored in, repainted through their masks (repaint_<paint>_dice_full)"
     )
+    repaint_photos: int = Field(
+        ge=1, description="val photos the repaint check scores at most, spread over the val cars (all when fewer)"
+    )
 
 
 class RenderMasksParams(Group):

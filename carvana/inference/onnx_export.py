@@ -80,21 +80,30 @@ def quiet_exporter() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def require(module: str) -> ModuleType:
-    """An import of the optional `onnx` extra, or one line saying how to install it."""
+NEEDS = {"onnx": "ONNX export and the onnxruntime backend", "openvino": "OpenVINO export and the openvino backend"}
+
+
+def require(module: str, extra: str = "onnx") -> ModuleType:
+    """An import of an optional extra (`onnx`, `openvino`), or one line saying how to install it."""
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError:
         raise CarvanaError(
-            f"{module} is not installed; ONNX export and the onnxruntime backend need the onnx extra: "
-            'pip install -c constraints.txt -e ".[onnx]"'
+            f"{module} is not installed; {NEEDS[extra]} need the {extra} extra: "
+            f'pip install -c constraints.txt -e ".[{extra}]"'
         ) from None
 
 
-def log_onnx(path: Path, run_id: str) -> str:
-    """Log the exported file to the run as onnx/model.onnx, whatever the file's own name; returns that path."""
+def log_export(path: Path, run_id: str, int8: bool = False) -> str:
+    """Log an export to the run that trained its model: an ONNX file as onnx/model.onnx whatever its own name, an
+    OpenVINO folder as openvino/ (onnx-int8/, openvino-int8/ when quantized); returns where."""
+    folder = ("openvino" if path.is_dir() else ARTIFACT_DIR) + ("-int8" if int8 else "")
+    client = MlflowClient(connect())
+    if path.is_dir():
+        client.log_artifacts(run_id, str(path), folder)
+        return f"{folder}/"
     with tempfile.TemporaryDirectory(prefix="carvana-onnx-") as scratch:
         named = Path(scratch) / ARTIFACT_NAME
         named.symlink_to(path.resolve())  # MLflow copies (or uploads) the file the link points to
-        MlflowClient(connect()).log_artifact(run_id, str(named), ARTIFACT_DIR)
-    return f"{ARTIFACT_DIR}/{ARTIFACT_NAME}"
+        client.log_artifact(run_id, str(named), folder)
+    return f"{folder}/{ARTIFACT_NAME}"

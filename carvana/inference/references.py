@@ -18,6 +18,7 @@ from carvana.core.errors import CarvanaError
 from carvana.core.outputs import checkpoint_path, read_run_id, scored_model_path
 from carvana.core.paths import project_root
 from carvana.core.redact import redact
+from carvana.inference.openvino_backend import XML
 from carvana.tracking.registry import CHAMPION, MODEL_NAME
 from carvana.tracking.runs import run_exists
 from carvana.tracking.store import connect, tracking_uri
@@ -62,10 +63,10 @@ def local_file(reference: str) -> Path:
         except (MlflowException, OSError) as error:
             raise CarvanaError(f"--model {reference}: run {run_id} has no {artifact} ({error})") from None
     path = Path(reference).expanduser()
-    if not path.is_file():
+    if not (path.is_file() or (path / XML).is_file()):
         raise CarvanaError(
-            f"--model {reference}: no such file; give a checkpoint (.pt), an exported .onnx, {DEFAULT} "
-            "(or another models:/ URI) or a run id"
+            f"--model {reference}: no such file; give a checkpoint (.pt), an exported .onnx or OpenVINO folder, "
+            f"{DEFAULT} (or another models:/ URI) or a run id"
         )
     return path
 

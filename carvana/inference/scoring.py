@@ -54,3 +54,8 @@ class FullResScores(ScoreAccumulator):
 
     def truth(self, image_id: str) -> np.ndarray:
         return read_mask(mask_path(self.root, image_id)).astype(bool)
+
+
+def spread(count: int, total: int) -> np.ndarray:
+    """Indices of at most `count` of `total` photos, evenly spread over them (sorted ids: over the cars)."""
+    return np.linspace(0, total - 1, min(count, total)).round().astype(int)
