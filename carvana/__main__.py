@@ -13,7 +13,7 @@ from carvana.core.params import nearest
 COMMANDS = {
     "predict": ("carvana.predict", "masks, cut-outs, composites or a Kaggle submission for any photos"),
     "serve": ("carvana.serve", "the champion over HTTP (MLflow's /invocations) with a try-it page at /"),
-    "export": ("carvana.export", "a trained model as an ONNX file"),
+    "export": ("carvana.export", "a trained model as an ONNX file or OpenVINO IR, fp32 or INT8"),
     "cv": ("carvana.cv", "the cross-validation table and plot of the fold experiments"),
     "preset": ("carvana.preset", "a named recipe as `dvc exp run` -S arguments: dvc exp run $(carvana preset cpu)"),
     "params": ("carvana.core.params", "every param: its type, bounds, value here and what it does"),

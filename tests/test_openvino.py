@@ -108,10 +108,9 @@ def test_an_openvino_export_is_logged_and_predicts_the_torch_masks(workspace, va
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("flag", ["--onnx", "--openvino"])
-def test_an_int8_export_passes_the_gate_and_predicts(workspace, val_ids, tmp_path, flag):
-    out = tmp_path / ("int8.onnx" if flag == "--onnx" else "int8")
-    result = workspace.run("carvana", "export", flag, str(out), "--int8", "--model", BEST)
+def test_an_int8_export_passes_the_gate_and_predicts(workspace, val_ids, tmp_path):
+    out = tmp_path / "int8"  # --onnx FILE --int8 writes the file the gate ran in onnxruntime instead
+    result = workspace.run("carvana", "export", "--openvino", str(out), "--int8", "--model", BEST)
     assert f"full-resolution dice on {len(val_ids)} val photos: INT8" in result.stdout, result.stdout
     assert "(INT8, " in result.stdout and result.stderr == ""
     masks = predicted_masks(workspace, val_ids, tmp_path / "masks", "--model", str(out))
