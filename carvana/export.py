@@ -110,7 +110,7 @@ def int8(checkpoint: Path, fp32: Path, train: Prepared, val: Prepared, openvino:
     size, settings = tuple(loaded["image_size"]), recorded(loaded)
     quantized = fp32.with_name("model-int8.onnx")
     quantize_onnx(fp32, quantized, sampled(train.images, size, CALIBRATION_PHOTOS))
-    val_photos = sampled(val.images, size, len(val.ids))
+    val_photos = val.images if val.images.shape[1:3] == size else sampled(val.images, size, len(val.ids))
 
     def dice(segmenter: Segmenter) -> float:
         return full_res_dice(segmenter, stage_dir("download"), val.ids, val_photos, settings, GATE_BATCH)
