@@ -9,7 +9,9 @@ its masks (and the GIFs encoding them) look like a real model's.
 """
 
 import os
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -132,14 +134,7 @@ def previous_render(segmenter: TorchSegmenter, photo: Photo, width: int, overlay
 
 def measure_memory(root: Path, ids: list[str], checkpoint: Path, work: Path, times: int = 4) -> Row:
     """Peak memory of predicting `times` x as many photos (symbolic links to the same files, named apart)."""
-    few, many = work / "memory-few", work / "memory-many"
-    for folder, copies in ((few, 1), (many, times)):
-        folder.mkdir(exist_ok=True)
-        for copy in range(copies):
-            for image_id in ids:
-                target = folder / f"{image_id}-{copy}.jpg"
-                if not target.exists():
-                    target.symlink_to(image_path(root, image_id).resolve())
+    few, many = linked_copies(root, ids, work / "memory-few", 1), linked_copies(root, ids, work / "memory-many", times)
     command = [sys.executable, "-m", "carvana.predict", "--model", str(checkpoint), "--masks", str(work / "memory")]
     base = peak_memory([*command[:3], str(few), *command[3:]], REPO)
     more = peak_memory([*command[:3], str(many), *command[3:]], REPO)
@@ -150,3 +145,37 @@ def measure_memory(root: Path, ids: list[str], checkpoint: Path, work: Path, tim
         Spread.of([more / base]),
         "≈ 1 (flat)",
     )
+
+
+def measure_ray(root: Path, ids: list[str], checkpoint: Path, work: Path, repeats: int, times: int = 4) -> Row:
+    """`carvana predict --ray` (a Ray started on this machine for the run, its default actors) against plain predict,
+    each a whole command from start to exit on `times` x the photos: Ray's start-up is part of its cost."""
+    photos = linked_copies(root, ids, work / "ray-photos", times)
+
+    def command(*extra: str) -> Callable[[], int]:
+        argv = [sys.executable, "-m", "carvana.predict", str(photos), "--model", str(checkpoint)]
+        argv += ["--masks", str(work / "ray-masks"), *extra]
+
+        def run() -> int:
+            subprocess.run(argv, cwd=REPO, check=True, capture_output=True)
+            return len(ids) * times
+
+        return run
+
+    return Row.of(
+        f"inference: predict --ray vs predict ({len(ids) * times} photos, start-up included, a local Ray)",
+        compare(command("--ray"), command(), repeats, 0),
+        "photos/s",
+        "≈ 1 on one machine",
+    )
+
+
+def linked_copies(root: Path, ids: list[str], folder: Path, copies: int) -> Path:
+    """A folder of `copies` symbolic links to each photo, named apart."""
+    folder.mkdir(exist_ok=True)
+    for copy in range(copies):
+        for image_id in ids:
+            target = folder / f"{image_id}-{copy}.jpg"
+            if not target.exists():
+                target.symlink_to(image_path(root, image_id).resolve())
+    return folder

@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
             inference.measure_masks(default, root, ids, checkpoint, work, *timing),
             inference.measure_render(default, root, ids, checkpoint, work, *timing),
             inference.measure_memory(root, ids, checkpoint, work),
+            inference.measure_ray(root, ids, checkpoint, work, settings.repeats),
             *backends.measure(default, root, ids, default_arrays[0], checkpoint, work, *timing),
             *backends.measure(cpu, root, ids, cpu_arrays[0], cpu_checkpoint, work, *timing),
             sharing.measure(root, ids, prepared_folder(root, ids, default.size, work), work, *timing),

@@ -7,9 +7,11 @@ combination (at least one):
   --cutouts DIR        <id>.png: the car on a transparent background
   --background SPEC --composites DIR
                        <id>.jpg: the car on a colour (white, #1e90ff) or on another photo
+With --ray the photos are spread over the actors of a Ray cluster (docs/cluster.md): the same outputs, byte for byte.
 Examples:
   python -m carvana.predict ~/photos --cutouts cutouts --background white --composites white
   python -m carvana.predict test.zip --submission submission.csv.gz --tta
+  python -m carvana.predict /shared/test --masks /shared/masks --ray head-node:6379 --ray-cpus 4
 """
 
 import argparse
@@ -17,23 +19,29 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm import tqdm
 
-from carvana.core.cli import Parser, device_choice, non_negative, positive, probability
+from carvana.core.cli import (
+    Parser,
+    device_choice,
+    non_negative,
+    non_negative_number,
+    positive,
+    positive_number,
+    probability,
+)
 from carvana.core.errors import CarvanaError, list_some, run_main
-from carvana.core.params import InferenceParams
+from carvana.inference.cluster import Cluster, predict_on_ray
 from carvana.inference.engine import predict
-from carvana.inference.onnx_backend import OnnxSegmenter
-from carvana.inference.openvino_backend import OpenVinoSegmenter
+from carvana.inference.loading import ModelChoice
 from carvana.inference.photos import Photo, find_photos
-from carvana.inference.references import default_reference, local_file
-from carvana.inference.segmenter import Ensemble, FlipAveraged, Segmenter, TorchSegmenter
-from carvana.inference.settings import described, overridden
+from carvana.inference.references import default_reference
+from carvana.inference.settings import described
 from carvana.inference.writers import Backgrounds, Cutouts, MaskGifs, Submission, Writer
 from carvana.model.allocator import keep_freed_memory
-from carvana.model.device import resolve_device
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -82,7 +90,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--on-error", choices=("stop", "skip"), default="stop", help="a photo that cannot be read: stop, or skip it"
     )
-    return parser.parse_args(argv)
+    cluster = parser.add_argument_group("Ray Data (install the ray extra)")
+    cluster.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run on Ray: alone, a Ray started on this machine for the run; with ADDRESS (host:6379, auto), the "
+        "cluster there",
+    )
+    cluster.add_argument("--ray-actors", type=positive, metavar="N", help="actors (default: as many as fit)")
+    cluster.add_argument("--ray-cpus", type=positive_number, metavar="N", help="CPUs per actor (default: 2)")
+    cluster.add_argument("--ray-gpus", type=non_negative_number, metavar="N", help="GPUs per actor (default: 0)")
+    args = parser.parse_args(argv)
+    given = [flag for flag in ("ray_actors", "ray_cpus", "ray_gpus") if getattr(args, flag) is not None]
+    if given and args.ray is None:
+        parser.error(f"--{given[0].replace('_', '-')} goes with --ray")
+    return args
 
 
 def writers_for(args: argparse.Namespace, photos: list[Photo]) -> list[Writer]:
@@ -150,24 +174,9 @@ def check_file(flag: str, path: Path) -> None:
     check_folder(flag, path.parent)
 
 
-def segmenter_for(args: argparse.Namespace) -> tuple[Segmenter, InferenceParams]:
-    """The model(s) `--model` names, and the settings to run them with: as the (first) model was scored, but for
-    what the flags say."""
-    references = args.model or [default_reference()]
-    models = [load_segmenter(reference, args) for reference in references]
-    segmenter = models[0] if len(models) == 1 else Ensemble(models)
-    settings = overridden(segmenter.settings, threshold=args.threshold, tta=args.tta, refine=args.refine)
-    print(f"predict: model {', '.join(references)} ({described(settings)})")
-    return (FlipAveraged(segmenter) if settings.tta else segmenter), settings
-
-
-def load_segmenter(reference: str, args: argparse.Namespace) -> Segmenter:
-    path = local_file(reference)
-    if args.backend == "openvino" or path.suffix == ".xml" or path.is_dir():
-        return OpenVinoSegmenter.for_model(path, args.batch_size)
-    if args.backend == "onnxruntime" or path.suffix == ".onnx":
-        return OnnxSegmenter.for_model(path, args.batch_size)
-    return TorchSegmenter(path, resolve_device(args.device, "--device"), args.batch_size)
+def model_choice(args: argparse.Namespace) -> ModelChoice:
+    references = tuple(args.model or [default_reference()])
+    return ModelChoice(references, args.backend, args.device, args.batch_size, args.threshold, args.tta, args.refine)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -175,12 +184,25 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per checkpoint download
     args = parse_args(argv)
     photos = find_photos(args.photos)
-    segmenter, settings = segmenter_for(args)
+    model = model_choice(args)
+    segmenter, settings = replace(model, device="cpu").load() if args.ray is not None else model.load()
+    print(f"predict: model {', '.join(model.references)} ({described(settings)})")
     writers = writers_for(args, photos)
     start, skipped = time.perf_counter(), []
-    outcomes = predict(
-        photos, segmenter, writers, settings.threshold, args.batch_size, args.threads, args.on_error, settings.refine
-    )
+    if args.ray is not None:
+        cluster = Cluster(args.ray or None, args.ray_actors, args.ray_cpus or 2, args.ray_gpus or 0)
+        outcomes = predict_on_ray(photos, model, writers, args.on_error, cluster)
+    else:
+        outcomes = predict(
+            photos,
+            segmenter,
+            writers,
+            settings.threshold,
+            args.batch_size,
+            args.threads,
+            args.on_error,
+            settings.refine,
+        )
     for outcome in tqdm(outcomes, total=len(photos), unit="photo", disable=None):
         if outcome.error:
             skipped.append(outcome.error)

@@ -23,6 +23,7 @@ ROWS = (
     "inference: predict --masks vs a milesial-style loop",
     "render_masks: the engine vs a photo-by-photo path",
     "inference: peak memory of predict",
+    "inference: predict --ray vs predict",
     "inference: onnxruntime vs torch (predict --masks at 192x128, default ",
     "inference: OpenVINO fp32 vs torch (predict --masks at 192x128, default ",
     "inference: OpenVINO INT8 vs torch (predict --masks at 192x128, default ",

@@ -46,6 +46,9 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 
 REFUSED = {
+    "--ray-cpus without --ray": (["--masks", "{out}", "--ray-cpus", "4"], "--ray-cpus goes with --ray"),
+    "negative --ray-gpus": (["--masks", "{out}", "--ray", "--ray-gpus", "-1"], "--ray-gpus: -1 is out of range"),
+    "no Ray there": (["--masks", "{out}", "--ray", "127.0.0.1:1"], "--ray 127.0.0.1:1: no Ray cluster answers there"),
     "batch size 0": (["--masks", "{out}", "--batch-size", "0"], "argument --batch-size: 0 is out of range"),
     "negative batch size": (["--masks", "{out}", "--batch-size", "-4"], "argument --batch-size: -4 is out of range"),
     "no threads": (["--masks", "{out}", "--threads", "0"], "argument --threads: 0 is out of range"),

@@ -47,6 +47,28 @@ non_negative = bounded_int(0)
 port = bounded_int(1, 65535)
 
 
+def number_above(low: float, inclusive: bool) -> Callable[[str], float]:
+    """An argparse type: a number above `low` (or equal to it, when inclusive)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < low or (value == low and not inclusive):
+            raise argparse.ArgumentTypeError(
+                f"{value:g} is out of range: give a number {'≥' if inclusive else '>'} {low:g}"
+            )
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+positive_number = number_above(0, inclusive=False)
+non_negative_number = number_above(0, inclusive=True)
+
+
 def probability(text: str) -> float:
     """An argparse type: a number strictly between 0 and 1."""
     try:

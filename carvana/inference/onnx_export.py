@@ -80,7 +80,11 @@ def quiet_exporter() -> Iterator[None]:
         logger.setLevel(level)
 
 
-NEEDS = {"onnx": "ONNX export and the onnxruntime backend", "openvino": "OpenVINO export and the openvino backend"}
+NEEDS = {
+    "onnx": "ONNX export and the onnxruntime backend",
+    "openvino": "OpenVINO export and the openvino backend",
+    "ray": "predict --ray and its actors",
+}
 
 
 def require(module: str, extra: str = "onnx") -> ModuleType:

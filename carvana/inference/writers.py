@@ -173,11 +173,18 @@ def parse_background(spec: str) -> tuple[tuple[int, int, int] | None, Image.Imag
         ) from None
 
 
-class Submission:
-    """Kaggle's submission: `img,rle_mask` rows in photo order, `.csv` or `.csv.gz` (written by the csv module: an id
-    with a comma or a quote is quoted); it appears when complete."""
+class Rle(PerPhoto):
+    """The mask as Kaggle's run-length encoding: a value per photo, for a submission to collect."""
 
     key = "submission"
+
+    def write(self, prediction: Prediction) -> str:
+        return rle.encode(prediction.mask)
+
+
+class Submission(Rle):
+    """Kaggle's submission: `img,rle_mask` rows in photo order, `.csv` or `.csv.gz` (written by the csv module: an id
+    with a comma or a quote is quoted); it appears when complete."""
 
     def __init__(self, path: Path) -> None:
         if not path.name.endswith((".csv", ".csv.gz")):
@@ -188,12 +195,6 @@ class Submission:
         self.file = opener(self.tmp, "wt", newline="")
         self.rows = csv.writer(self.file, lineterminator="\n")
         self.rows.writerow(["img", "rle_mask"])
-
-    def check(self, photo: AnyPhoto, width: int, height: int) -> None:
-        pass
-
-    def write(self, prediction: Prediction) -> str:
-        return rle.encode(prediction.mask)
 
     def collect(self, photo: AnyPhoto, value: Any) -> None:
         self.add_row(photo.image_id, value)
