@@ -79,10 +79,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--backend",
-        choices=("torch", "onnxruntime", "openvino"),
-        default="torch",
-        help="what runs a checkpoint (an exported model runs on its own: .onnx on onnxruntime, an OpenVINO folder "
-        "or .xml on OpenVINO)",
+        choices=("auto", "torch", "onnxruntime", "openvino"),
+        default="auto",
+        help="what runs a checkpoint; auto: on a GPU torch, on a CPU the fastest installed runtime within the parity "
+        "gate, measured once per checkpoint and machine (`--backend torch` writes exactly evaluate's masks). An "
+        "exported model runs on its own runtime: .onnx on onnxruntime, an OpenVINO folder or .xml on OpenVINO",
     )
     parser.add_argument("--device", type=device_choice, default="auto", help="auto, cpu, cuda, cuda:N (torch backend)")
     parser.add_argument("--batch-size", type=positive, default=16)

@@ -73,6 +73,12 @@ def photo_frame(*photos: Path) -> pd.DataFrame:
     return pd.DataFrame({"image": [base64.b64encode(photo.read_bytes()).decode("ascii") for photo in photos]})
 
 
+@pytest.fixture(scope="session", autouse=True)
+def backend_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """predict --backend auto's measurements (carvana.inference.fastest) in the session's folder, not ~/.cache."""
+    os.environ["CARVANA_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+
+
 @pytest.fixture
 def dataset(tmp_path: Path) -> Path:
     """3 cars x 2 views of tiny pairs."""

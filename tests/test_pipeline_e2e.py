@@ -218,11 +218,14 @@ def test_exp_run_makes_a_tagged_run_and_dvc_metrics(workspace):
 
 
 def test_predict_writes_the_masks_evaluate_scored(workspace, tmp_path):
-    """Decoding straight to the model's size (predict) and prepare's arrays (evaluate) give the same pixels."""
+    """Decoding straight to the model's size (predict) and prepare's arrays (evaluate) give the same pixels: on torch,
+    as evaluate runs the model, the same masks."""
     val = (workspace.root / "stages/split_val/val.txt").read_text().split()
     photos = [f"stages/download/train/{image_id}.jpg" for image_id in val]
     submission = tmp_path / "val.csv.gz"
-    result = workspace.run("python", "-m", "carvana.predict", *photos, "--submission", str(submission))
+    result = workspace.run(
+        "python", "-m", "carvana.predict", *photos, "--backend", "torch", "--submission", str(submission)
+    )
     assert "predict: model models:/carvana-unet@champion (threshold 0.5)" in result.stdout
     assert unzipped(submission) == unzipped(workspace.root / "stages/evaluate/masks.csv.gz")
 

@@ -93,7 +93,7 @@ def test_the_page_cuts_out_the_car_predict_cuts_out(server: str, model: Path, ph
         refused = browser.find_element(By.ID, "error").text
     assert "big.jpg is 21.0 MiB, over the limit of 20 MiB" in refused
     shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1]))))
-    predict_main([str(photo), "--model", str(model), "--cutouts", str(tmp_path / "cutouts")])
+    predict_main([str(photo), "--model", str(model), "--backend", "torch", "--cutouts", str(tmp_path / "cutouts")])
     written = np.asarray(Image.open(tmp_path / "cutouts" / f"{photo.stem}.png"))
     assert shown.shape == written.shape == (160, 240, 4)
     assert np.array_equal(shown[..., 3], written[..., 3])

@@ -80,7 +80,8 @@ def predicted_mask(workspace: Workspace, photo: Path, tmp_path_factory: pytest.T
     assert champion.run_id == workspace.json("stages/train/mlflow_run.json")["run_id"]
     folder = tmp_path_factory.mktemp("predict")
     checkpoint = workspace.root / "stages/train/checkpoints/best.pt"
-    workspace.run("python", "-m", "carvana.predict", str(photo), "--model", str(checkpoint), "--masks", str(folder))
+    predict = ["python", "-m", "carvana.predict", str(photo), "--model", str(checkpoint), "--backend", "torch"]
+    workspace.run(*predict, "--masks", str(folder))
     return read_mask(folder / f"{photo.stem}_mask.gif")
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from carvana.core.params import InferenceParams
+from carvana.inference.fastest import fastest
 from carvana.inference.onnx_backend import OnnxSegmenter
 from carvana.inference.openvino_backend import OpenVinoSegmenter
 from carvana.inference.references import local_file
@@ -19,7 +20,7 @@ from carvana.model.device import resolve_device
 @dataclass(frozen=True)
 class ModelChoice:
     references: tuple[str, ...]  # several: their probabilities are averaged
-    backend: str  # what runs a checkpoint: torch, onnxruntime or openvino
+    backend: str  # what runs a checkpoint: auto (carvana.inference.fastest), torch, onnxruntime or openvino
     device: str  # the torch backend's device
     batch_size: int
     threshold: float | None = None  # None: as the (first) model was scored
@@ -39,7 +40,10 @@ class ModelChoice:
             return OpenVinoSegmenter.for_model(path, self.batch_size)
         if self.backend == "onnxruntime" or path.suffix == ".onnx":
             return OnnxSegmenter.for_model(path, self.batch_size)
-        return TorchSegmenter(path, resolve_device(self.device, "--device"), self.batch_size)
+        device = resolve_device(self.device, "--device")
+        if self.backend == "auto" and device.type == "cpu":
+            return fastest(path, self.batch_size)
+        return TorchSegmenter(path, device, self.batch_size)
 
     def with_absolute_paths(self) -> "ModelChoice":
         """The same choice with local paths made absolute, for workers that do not start in this process's folder."""
