@@ -1,6 +1,7 @@
 """carvana predict --ray: Ray Data gives the same bytes as single-process predict, names a bad photo in one line, and
 finishes every output whole when an actor is killed mid-run."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -40,28 +41,15 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def predict_on_ray(workspace: Path, folder: str, *extra: str) -> subprocess.Popen:
-    """predict --ray with relative paths, as a user types it: the actors start where predict was started."""
+def predict_on_ray(workspace: Path, folder: str, log: Path, *extra: str) -> subprocess.Popen:
+    """predict --ray with relative paths, as a user types it (the actors start where predict was started), its
+    output in `log` (a pipe nobody reads while the test waits could fill and stall it)."""
     (workspace / folder).mkdir()
-    photos, model = (
-        os.path.relpath(workspace / "cars", workspace / folder),
-        os.path.relpath(workspace / "model.pt", workspace / folder),
-    )
-    command = [
-        sys.executable,
-        "-m",
-        "carvana.predict",
-        f"{photos}/train",
-        "--model",
-        model,
-        *OUTPUTS,
-        *SETTINGS,
-        "--ray",
-        *extra,
-    ]
-    return subprocess.Popen(
-        command, cwd=workspace / folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    photos = os.path.relpath(workspace / "cars" / "train", workspace / folder)
+    model = os.path.relpath(workspace / "model.pt", workspace / folder)
+    command = [sys.executable, "-m", "carvana.predict", photos, "--model", model, *OUTPUTS, *SETTINGS, "--ray", *extra]
+    with log.open("w") as output:
+        return subprocess.Popen(command, cwd=workspace / folder, stdout=output, stderr=subprocess.STDOUT)
 
 
 def same_files(left: Path, right: Path) -> None:
@@ -75,18 +63,23 @@ def same_files(left: Path, right: Path) -> None:
 @pytest.mark.e2e
 def test_ray_writes_single_process_predicts_bytes_even_when_an_actor_is_killed(workspace: Path):
     """One run does it all, as each Ray start costs seconds: the outputs, the skipped photo, the killed actor."""
-    run = predict_on_ray(workspace, "ray", "--on-error", "skip")
-    masks = workspace / "ray" / "masks"
-    actor = wait_for(lambda: next((p for p in ray_processes() if "SegmentChunk" in " ".join(p.cmdline())), None))
-    wait_for(lambda: masks.is_dir() and any(masks.glob("*_mask.gif")))
-    actor.send_signal(signal.SIGKILL)
-    written_before = len(list(masks.glob("*_mask.gif")))
-    output, _ = run.communicate(timeout=300)
+    log, masks = workspace / "ray.log", workspace / "ray" / "masks"
+    run = predict_on_ray(workspace, "ray", log, "--on-error", "skip")
+    try:
+        actor = wait_for(lambda: next((p for p in descendants(run) if "SegmentChunk" in command_of(p)), None))
+        wait_for(lambda: masks.is_dir() and any(masks.glob("*_mask.gif")))
+        ray = descendants(run)
+        actor.send_signal(signal.SIGKILL)
+        written_before = len(list(masks.glob("*_mask.gif")))
+        run.wait(timeout=300)
+    finally:
+        stop(run)
+    output = log.read_text()
     assert run.returncode == 0, output
     assert 0 < written_before < 48  # the rest came from the actor Ray started again
     assert "skipped: ../cars/train/broken.jpg: " in output and "predict: 48 photos in" in output
     same_files(workspace / "single", workspace / "ray")
-    wait_for(lambda: not ray_processes(), timeout=60)  # the Ray it started for the run goes with it
+    wait_for(lambda: not any(map(alive, ray)), timeout=60)  # the Ray it started for the run goes with it
 
 
 @pytest.mark.e2e
@@ -100,13 +93,33 @@ def test_ray_stops_at_a_bad_photo_in_one_line_leaving_no_submission(workspace: P
     assert list(tmp_path.iterdir()) == []  # no submission, no temporary file
 
 
-def ray_processes() -> list[psutil.Process]:
-    processes = []
-    for process in psutil.process_iter(["cmdline"]):
-        command = " ".join(process.info["cmdline"] or [])
-        if command.startswith("ray::") or "/ray/" in command:
-            processes.append(process)
-    return processes
+def descendants(run: subprocess.Popen) -> list[psutil.Process]:
+    """The run's processes: a Ray started by predict is its children, whatever else runs on the machine."""
+    try:
+        return psutil.Process(run.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def command_of(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:
+        return ""
+
+
+def alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def stop(run: subprocess.Popen) -> None:
+    """Kill what is left of a run that failed midway, Ray and all."""
+    for process in [*descendants(run), psutil.Process(run.pid)] if run.poll() is None else descendants(run):
+        with contextlib.suppress(psutil.Error):
+            process.kill()
 
 
 def wait_for(found, timeout: float = 120):
