@@ -124,10 +124,10 @@ def check_reachable(address: str) -> None:
 
 def actors_held(resources: dict[str, float], cluster: Cluster) -> int:
     """As many actors as the cluster's CPUs hold (and its GPUs, when each actor takes some)."""
-    count = resources.get("CPU", 1) // cluster.cpus if cluster.cpus else float("inf")
+    count = resources.get("CPU", 0) // cluster.cpus
     if cluster.gpus:
         count = min(count, resources.get("GPU", 0) // cluster.gpus)
-    if not count or count == float("inf"):
+    if not count:
         raise CarvanaError(
             f"--ray-cpus {cluster.cpus:g} --ray-gpus {cluster.gpus:g}: the cluster ({resources.get('CPU', 0):g} CPUs, "
             f"{resources.get('GPU', 0):g} GPUs) holds no actor of that size; ask for fewer"

@@ -4,8 +4,7 @@ A `ModelChoice` is a small picklable description, so that every worker of a clus
 loads the same model, with the same settings, as the single-process run does.
 """
 
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 
 from carvana.core.params import InferenceParams
 from carvana.inference.fastest import fastest
@@ -44,12 +43,3 @@ class ModelChoice:
         if self.backend == "auto" and device.type == "cpu":
             return fastest(path, self.batch_size)
         return TorchSegmenter(path, device, self.batch_size)
-
-    def with_absolute_paths(self) -> "ModelChoice":
-        """The same choice with local paths made absolute, for workers that do not start in this process's folder."""
-        return replace(self, references=tuple(absolute(reference) for reference in self.references))
-
-
-def absolute(reference: str) -> str:
-    path = Path(reference).expanduser()
-    return str(path.resolve()) if path.exists() else reference
