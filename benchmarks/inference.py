@@ -32,7 +32,7 @@ from carvana.inference.photos import Photo
 from carvana.inference.segmenter import TorchSegmenter
 from carvana.inference.writers import MaskGifs
 from carvana.model.checkpoint import save_checkpoint
-from carvana.model.unet import UNet
+from carvana.model.unet import UNet, unet_config
 from carvana.render_masks import Overlays
 from carvana.training.augment import train_transform
 from carvana.training.loader import SegmentationArrays, make_loader, start_epoch
@@ -49,7 +49,7 @@ def trained_checkpoint(recipe: Recipe, arrays: tuple[np.ndarray, np.ndarray], wo
     loader = make_loader(
         SegmentationArrays(*arrays, train_transform(cfg.augment), params.seed), cfg.batch_size, True, 0, False
     )
-    config = {"in_channels": 3, "out_channels": 1, "features": list(cfg.model.features)}
+    config = unet_config(cfg.model)
     model = UNet(**config)
     fit = Fit.of(model, cfg.model_copy(update={"lr_schedule": "cosine", "epochs": epochs}), len(loader))
     for epoch in range(1, epochs + 1):

@@ -4,9 +4,12 @@ resolution (probabilities upsampled, then thresholded: how Kaggle scored), with 
 Then the repaint check: the val photos' cars repainted through their true masks in `evaluate.repaint`'s paints,
 scored the same way. Writes stages/evaluate/{metrics.json, per_image.tsv, masks.csv.gz (the val masks, Kaggle's
 img,rle_mask), model.pt (the checkpoint with the settings it was scored with)}. Into the model's MLflow run it
-logs the scores and the model (registered as a new version of carvana-unet, the champion if it scores best).
+logs the scores and the model (registered as a new version of carvana-unet, the champion if it scores best). A final
+fit (no val cars) has nothing to score: its model is registered, never made champion by itself.
 """
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -14,7 +17,14 @@ import torch
 
 from carvana.core.atomic import write_json, write_text
 from carvana.core.errors import run_main
-from carvana.core.outputs import checkpoint_path, load_prepared, read_run_id, scored_model_path, stage_dir
+from carvana.core.outputs import (
+    Prepared,
+    checkpoint_path,
+    load_prepared,
+    read_run_id,
+    scored_model_path,
+    stage_dir,
+)
 from carvana.core.params import Params, flatten, load_params
 from carvana.inference import rle
 from carvana.inference.repaint_check import repainted_dice
@@ -30,16 +40,60 @@ from carvana.tracking import registry
 from carvana.tracking.runs import continue_run
 
 MASKS = "masks.csv.gz"
+PER_IMAGE = "id\tdice\tdice_full\tiou_full"  # per_image.tsv's header
 
 
 def main() -> None:
     keep_freed_memory()
     params = load_params()
-    settings, batch_size = params.inference, params.evaluate.batch_size
     run_id = read_run_id()
+    val = load_prepared("val")
+    out = stage_dir("evaluate")
+    settings = params.inference
+    save_checkpoint(scored_model_path(), load_checkpoint(checkpoint_path("best.pt")) | {KEY: settings.model_dump()})
+    scored = score(val, params) if val.ids else None
+    if scored is None:
+        write_unscored(out)
+    with continue_run(run_id, "evaluate") as run:
+        mlflow.set_tags(flatten(settings, "inference."))
+        if scored is not None:
+            scored.log()
+        mlflow.log_artifact(str(out / "per_image.tsv"), artifact_path="evaluate")
+        mlflow.log_artifact(str(scored_model_path()), artifact_path="evaluate")
+        registry.log_model(scored_model_path(), (val if val.ids else load_prepared("train")).images[0])
+        if scored is None:
+            print(
+                f"evaluate: no val photos (a final fit): the model is registered as {registry.MODEL_NAME}, not made "
+                f"{registry.CHAMPION} (it has no score to compare); docs/workflow.md says how to make it champion"
+            )
+        elif registry.promote_if_best(run.info.run_id, scored.metrics["dice_full"]):
+            print(f"evaluate: this model is now {registry.MODEL_NAME}@{registry.CHAMPION}")
+
+
+@dataclass(frozen=True)
+class Scores:
+    metrics: dict[str, float]
+    worst_image: str
+    paints: dict[str, Any]  # the repaint check's, when it ran
+
+    def log(self) -> None:
+        """Into the active MLflow run, as eval_* metrics."""
+        mlflow.set_tag("eval_worst_image", self.worst_image)
+        mlflow.log_metrics({f"eval_{k}": v for k, v in self.metrics.items() if k != "images"})
+        if self.paints:
+            mlflow.set_tag("eval_worst_paint", self.paints["worst_paint"])
+            mlflow.log_metrics(
+                {f"eval_repaint_{paint}_dice_full": dice for paint, dice in self.paints["repaint_dice_full"].items()}
+                | {"eval_worst_paint_dice_full": self.paints["worst_paint_dice_full"]}
+            )
+
+
+def score(val: Prepared, params: Params) -> Scores:
+    """The val photos scored at the training resolution and at full resolution, then the repaint check; their
+    masks, scores and metrics written to stages/evaluate/."""
+    settings, batch_size = params.inference, params.evaluate.batch_size
     segmenter = TorchSegmenter(checkpoint_path("best.pt"), resolve_device("auto"), batch_size)
     segmenter = FlipAveraged(segmenter) if settings.tta else segmenter
-    val = load_prepared("val")
     out = stage_dir("evaluate")
     low_res, full_res = ScoreAccumulator(), FullResScores(stage_dir("download"), settings.threshold, settings.refine)
     masks = Submission(out / MASKS)
@@ -55,7 +109,6 @@ def main() -> None:
         masks.abort()
         raise
     masks.close()
-    save_checkpoint(scored_model_path(), load_checkpoint(checkpoint_path("best.pt")) | {KEY: settings.model_dump()})
 
     metrics = {**low_res.means(), **{f"{k}_full": v for k, v in full_res.means().items()}, "images": len(val.ids)}
     worst = int(full_res.per_image()["dice"].argmin())
@@ -68,21 +121,14 @@ def main() -> None:
     paints = repaint_check(segmenter, val.ids, params)
     write_json(out / "metrics.json", metrics | paints)
     write_text(out / "per_image.tsv", per_image_table(val.ids, low_res, full_res))
+    return Scores(metrics, val.ids[worst], paints)
 
-    with continue_run(run_id, "evaluate") as run:
-        mlflow.set_tags(flatten(settings, "inference.") | {"eval_worst_image": val.ids[worst]})
-        mlflow.log_metrics({f"eval_{k}": v for k, v in metrics.items() if k != "images"})
-        if paints:
-            mlflow.set_tag("eval_worst_paint", paints["worst_paint"])
-            mlflow.log_metrics(
-                {f"eval_repaint_{paint}_dice_full": dice for paint, dice in paints["repaint_dice_full"].items()}
-                | {"eval_worst_paint_dice_full": paints["worst_paint_dice_full"]}
-            )
-        mlflow.log_artifact(str(out / "per_image.tsv"), artifact_path="evaluate")
-        mlflow.log_artifact(str(scored_model_path()), artifact_path="evaluate")
-        registry.log_model(scored_model_path(), val.images[0])
-        if registry.promote_if_best(run.info.run_id, metrics["dice_full"]):
-            print(f"evaluate: this model is now {registry.MODEL_NAME}@{registry.CHAMPION}")
+
+def write_unscored(out: Path) -> None:
+    """A final fit's outputs: no val photo, so no masks or scores (the files DVC expects, empty)."""
+    Submission(out / MASKS).close()
+    write_json(out / "metrics.json", {"images": 0})
+    write_text(out / "per_image.tsv", PER_IMAGE + "\n")
 
 
 def repaint_check(segmenter: Segmenter, ids: list[str], params: Params) -> dict[str, Any]:
@@ -102,7 +148,7 @@ def repaint_check(segmenter: Segmenter, ids: list[str], params: Params) -> dict[
 
 def per_image_table(ids: list[str], low_res: ScoreAccumulator, full_res: ScoreAccumulator) -> str:
     low, full = low_res.per_image(), full_res.per_image()
-    lines = ["id\tdice\tdice_full\tiou_full"]
+    lines = [PER_IMAGE]
     lines += [f"{i}\t{d:.6f}\t{df:.6f}\t{jf:.6f}" for i, d, df, jf in zip(ids, low["dice"], full["dice"], full["iou"])]
     return "\n".join(lines) + "\n"
 

@@ -1,7 +1,7 @@
 """Named params presets as `dvc exp run` arguments: `dvc exp run -n seed $(python -m carvana.preset seed)`.
 
 A preset is a partial params.yaml (carvana/presets/<name>.yaml); it is checked against params.yaml's
-schema before anything runs.
+schema before anything runs. Several apply in turn: `carvana preset cpu final` is the cpu recipe's final fit.
 """
 
 import argparse
@@ -46,9 +46,12 @@ def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def set_args(name: str, params_file: Path = PARAMS_FILE) -> list[str]:
-    """`-S key=value` arguments for dvc exp run; values in JSON/YAML flow style, without spaces."""
-    preset = load_preset(name)
+def set_args(names: list[str], params_file: Path = PARAMS_FILE) -> list[str]:
+    """`-S key=value` arguments for dvc exp run, of the presets `names` applied in turn (a later one wins); values
+    in JSON/YAML flow style, without spaces."""
+    preset: dict[str, Any] = {}
+    for name in names:
+        preset = merged(preset, load_preset(name))
     parse(merged(yaml.safe_load(params_file.read_text()), preset))
     return [
         arg
@@ -59,8 +62,10 @@ def set_args(name: str, params_file: Path = PARAMS_FILE) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = Parser("carvana preset", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("name", help=f"one of: {', '.join(available())}")
-    print(" ".join(set_args(parser.parse_args(argv).name)))
+    parser.add_argument(
+        "names", nargs="+", metavar="name", help=f"one or more, applied in turn: {', '.join(available())}"
+    )
+    print(" ".join(set_args(parser.parse_args(argv).names)))
 
 
 if __name__ == "__main__":

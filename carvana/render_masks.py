@@ -2,8 +2,9 @@
 a contact sheet of the worst cases by dice.
 
 By default the val photos, drawn from what evaluate wrote (stages/evaluate/masks.csv.gz and per_image.tsv: the
-masks it scored, nothing predicted twice); with `render_masks.images`, every photo in that folder, predicted by the
-model evaluate scored, with its settings. Writes stages/render_masks/{overlays/<id>.png, worst_cases.png}.
+masks it scored, nothing predicted twice; none for a final fit); with `render_masks.images`, every photo in that
+folder, predicted by the model evaluate scored, with its settings. Writes stages/render_masks/{overlays/<id>.png,
+worst_cases.png}.
 """
 
 import gzip
@@ -129,7 +130,7 @@ def worst_cases_sheet(dice: dict[str, float | None], overlays: Path, count: int)
         (np.asarray(Image.open(overlays / f"{i}.png")), i if dice[i] is None else f"{i}  dice {dice[i]:.4f}")
         for i in worst
     ]
-    return contact_sheet(tiles)
+    return contact_sheet(tiles, empty="no val photos (a final fit): set render_masks.images to draw your own")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Stage split_val: hold out whole cars for validation (no car in both sets), seeded.
+"""Stage split_val: hold out whole cars for validation (no car in both sets), seeded; or none (`split_val.val_cars:
+0`, a final fit: the recipe was judged by cross-validation, and the last cars are worth training on).
 
 Writes id lists stages/split_val/{train,val}.txt, not copies of images.
 """
@@ -35,9 +36,9 @@ def fold_cars(cars: list[str], folds: int, fold: int, seed: int) -> set[str]:
 
 def shuffled_share(cars: list[str], split: SplitValParams, seed: int) -> set[str]:
     n_val = split.val_cars if split.val_cars is not None else max(1, round(split.val_fraction * len(cars)))
-    if not 1 <= n_val < len(cars):
+    if n_val >= len(cars):
         raise CarvanaError(
-            f"params: split_val holds out {n_val} of {len(cars)} cars; both sets need at least one car "
+            f"params: split_val holds out {n_val} of {len(cars)} cars; training needs at least one car "
             "(adjust `split_val.val_fraction` or `split_val.val_cars`)"
         )
     # the cars of scikit-learn's GroupShuffleSplit(test_size=n_val, random_state=seed), without importing it
@@ -56,7 +57,7 @@ def main() -> None:
     counts = ", ".join(
         f"{name}: {len(split[name])} images / {len({car_of(i) for i in split[name]})} cars" for name in SPLITS
     )
-    print(f"split_val: {counts}")
+    print(f"split_val: {counts}" + ("" if split["val"] else " (a final fit: every car trains, no val score)"))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Stage train: fit the U-Net on the train cars, score it on the val cars after every epoch.
+"""Stage train: fit the U-Net on the train cars, score it on the val cars after every epoch (a final fit, with no
+val cars, keeps its last epoch and says in its MLflow run that it has no val score).
 
 Writes stages/train/{checkpoints/{best,last}.pt, metrics.json, plots/*.tsv, mlflow_run.json} and records
 params, per-epoch metrics, prediction panels and checkpoints in one MLflow run (evaluate adds the model). With
@@ -26,7 +27,7 @@ from carvana.inference.scoring import FullResScores
 from carvana.model.allocator import keep_freed_memory
 from carvana.model.device import device_name, memory_format, resolve_device
 from carvana.model.flops import training_flops_per_image
-from carvana.model.unet import UNet, count_parameters
+from carvana.model.unet import UNet, count_parameters, unet_config
 from carvana.tracking.runs import end_abandoned, training_run
 from carvana.training import distributed
 from carvana.training.augment import eval_transform, train_transform
@@ -34,6 +35,11 @@ from carvana.training.loader import SegmentationArrays, make_loader, start_epoch
 from carvana.training.loop import Fit, score_val, train_epoch
 from carvana.training.resume import Progress, fingerprint, slot
 
+FINAL_FIT = "final_fit"
+FINAL_FIT_NOTE = (
+    "A final fit: trained on every car (`split_val.val_cars: 0`), so it has no val score; its recipe is judged by "
+    "its cross-validation runs (`carvana cv`). The model is its last epoch."
+)
 THRESHOLD = 0.5  # the model's own decision boundary (logit 0), for the curves; evaluate applies evaluate.threshold
 PLOTS = {
     "loss": ("train_loss", "val_loss"),
@@ -85,7 +91,7 @@ def train(params: Params, device: torch.device, ranks: distributed.Ranks) -> Non
     torch.manual_seed(params.seed)
     torch.backends.cudnn.benchmark = device.type == "cuda"
     data = Data.load(params, device, ranks)
-    config = {"in_channels": 3, "out_channels": 1, "features": list(cfg.model.features)}
+    config = unet_config(cfg.model)
     model = UNet(**config).to(device, memory_format=memory_format(device))
     fit = Fit.of(model, cfg, len(data.train_loader), device, ranks.world)
     trained_on = {"device": device_name(device), "precision": fit.precision.name}
@@ -99,12 +105,14 @@ def train(params: Params, device: torch.device, ranks: distributed.Ranks) -> Non
     with training_run(logged, progress.run_id) if ranks.main else nullcontext() as run:
         if ranks.main:
             mlflow.set_tags({f"trained_on.{key}": value for key, value in trained_on.items()})
+            if not data.val_ids:
+                mlflow.set_tags({FINAL_FIT: "true", "mlflow.note.content": FINAL_FIT_NOTE})
         for epoch in range(progress.epoch + 1, cfg.epochs + 1):
             started = time.perf_counter()
             start_epoch(data.train_loader, epoch)
             train_loss = train_epoch(fit, data.train_loader, epoch)
             if ranks.main:
-                scores, measuring = validate(fit, data, cfg, epoch)
+                scores, measuring = validate(fit, data, cfg, epoch) if data.val_ids else ({}, 0.0)
                 progress.minutes += (time.perf_counter() - started - measuring) / 60  # measurement is not training
                 row = {"epoch": epoch, "train_loss": train_loss} | scores
                 log_epoch(row, fit.scheduler.get_last_lr()[0], progress.minutes, epoch * tflops_per_epoch)
@@ -153,8 +161,9 @@ def headline(
     data: Data, model: torch.nn.Module, trained_on: dict[str, str], world: int, tflops_per_epoch: float
 ) -> str:
     height, width = data.size
+    val = f"{len(data.val_set)} val images" if data.val_ids else "no val images (a final fit)"
     return (
-        f"train: {len(data.train_loader.dataset)} train / {len(data.val_set)} val images at {height}x{width}, "
+        f"train: {len(data.train_loader.dataset)} train / {val} at {height}x{width}, "
         f"{count_parameters(model):,} parameters, {tflops_per_epoch:.3g} TFLOP per epoch, "
         f"{trained_on['device']}, {trained_on['precision']}" + (f", {world} processes" if world > 1 else "")
     )

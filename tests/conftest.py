@@ -40,10 +40,12 @@ def train_params(**changes: object) -> TrainParams:
     return base.model_copy(update={"precision": "fp32"} | changes)
 
 
-def untrained_checkpoint(path: Path, size: tuple[int, int] = (16, 24), features: tuple[int, ...] = (4, 8)) -> Path:
+def untrained_checkpoint(
+    path: Path, size: tuple[int, int] = (16, 24), features: tuple[int, ...] = (4, 8), space_to_depth: int = 1
+) -> Path:
     """A U-Net checkpoint straight from its (seeded) initialisation: for the code paths that need a model."""
     torch.manual_seed(0)
-    config = {"in_channels": 3, "out_channels": 1, "features": list(features)}
+    config = {"in_channels": 3, "out_channels": 1, "features": list(features), "space_to_depth": space_to_depth}
     save_checkpoint(path, {"model_config": config, "image_size": list(size), "model": UNet(**config).state_dict()})
     return path
 

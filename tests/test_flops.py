@@ -39,3 +39,10 @@ def test_a_training_step_costs_three_forward_passes_less_the_input_gradient() ->
 
 def test_the_cost_grows_with_the_pixels() -> None:
     assert training_flops_per_image(CONFIG, (64, 96)) == 4 * training_flops_per_image(CONFIG, (32, 48))
+
+
+def test_a_space_to_depth_stem_costs_about_the_network_at_its_folded_size() -> None:
+    cpu = CONFIG | {"features": [16, 32, 64, 128]}  # the cpu preset's widths: 27.2 GFLOP a step at 256x384
+    folded = training_flops_per_image(cpu | {"space_to_depth": 2}, (512, 768))
+    plain = training_flops_per_image(cpu, (256, 384))
+    assert plain < folded < 1.03 * plain  # only the first and last convolutions see more channels

@@ -17,3 +17,14 @@ def test_output_matches_odd_input_sizes():
 def test_width_is_configurable():
     assert count_parameters(UNet(features=(16, 32, 64, 128))) < count_parameters(UNet(features=(32, 64, 128, 256)))
     assert len(UNet(features=(8, 16, 32)).downs) == 3
+
+
+def test_a_space_to_depth_stem_runs_the_network_at_half_size_and_predicts_every_pixel():
+    model = UNet(features=(8, 16), space_to_depth=2).eval()
+    seen = []
+    model.downs[0].register_forward_hook(lambda layer, inputs, output: seen.append(inputs[0].shape))
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 64, 96)).shape == (2, 1, 64, 96)
+    assert seen == [(2, 12, 32, 48)]  # each 2x2 block of the photo's 3 channels, folded into 12
+    plain = UNet(features=(8, 16))
+    assert set(model.state_dict()) == set(plain.state_dict())  # the stem and head hold no weights of their own

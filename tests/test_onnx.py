@@ -33,9 +33,10 @@ def random_photos(count: int, size: tuple[int, int]) -> np.ndarray:
 
 
 @pytest.mark.numerics
-def test_an_odd_image_size_exports_its_interpolation_and_matches_torch(tmp_path):
+@pytest.mark.parametrize("space_to_depth", [1, 2], ids=["plain", "space-to-depth stem"])
+def test_an_odd_image_size_exports_its_interpolation_and_matches_torch(tmp_path, space_to_depth):
     # 36x52 halves to 9x13 and then 4x6: the decoder interpolates to the skip's size, which the graph must hold
-    checkpoint = untrained_checkpoint(tmp_path / "odd.pt", (36, 52), [4, 8, 16])
+    checkpoint = untrained_checkpoint(tmp_path / "odd.pt", (36, 52), [4, 8, 16][: 4 - space_to_depth], space_to_depth)
     export_onnx(checkpoint, tmp_path / "odd.onnx")
     photos = random_photos(5, (36, 52))
     onnx_probabilities = OnnxSegmenter(tmp_path / "odd.onnx", batch_size=2).probabilities(photos)

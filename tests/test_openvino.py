@@ -22,8 +22,9 @@ from carvana.inference.segmenter import TorchSegmenter
 
 
 @pytest.mark.numerics
-def test_an_odd_image_size_converts_and_matches_torch(tmp_path):
-    checkpoint = untrained_checkpoint(tmp_path / "odd.pt", (36, 52), [4, 8, 16])
+@pytest.mark.parametrize("space_to_depth", [1, 2], ids=["plain", "space-to-depth stem"])
+def test_an_odd_image_size_converts_and_matches_torch(tmp_path, space_to_depth):
+    checkpoint = untrained_checkpoint(tmp_path / "odd.pt", (36, 52), [4, 8, 16][: 4 - space_to_depth], space_to_depth)
     assert export_openvino(checkpoint, tmp_path / "ir") == (36, 52)
     assert sorted(path.name for path in (tmp_path / "ir").iterdir()) == ["model.bin", "model.xml"]
     segmenter = OpenVinoSegmenter(tmp_path / "ir", batch_size=2)

@@ -1,5 +1,6 @@
 import copy
 import math
+import re
 
 import pytest
 import yaml
@@ -68,20 +69,34 @@ def test_bad_params_name_the_key(repo_params, tmp_path, edit, message):
 
 
 @pytest.mark.parametrize(
-    "features, size, batch, message",
+    "features, size, batch, block, message",
     [
-        ([4] * 6, (32, 48), 8, "has 6 levels, but a 32x48 image is halved to nothing after 5; use at most 5"),
-        ([4] * 5, (32, 48), 1, "a batch of 1 per process, and `train.model.features` halves a 32x48 image to 1x1"),
+        ([4] * 6, (32, 48), 8, 1, "has 6 levels, but a 32x48 image is halved to nothing after 5; use at most 5"),
+        ([4] * 5, (32, 48), 1, 1, "a batch of 1 per process, and `train.model.features` halves a 32x48 image to 1x1"),
+        (
+            [4] * 5,
+            (32, 48),
+            8,
+            2,
+            "a 16x24 image (prepare's, folded by space_to_depth 2) is halved to nothing after 4; use at most 4 "
+            "features or raise prepare.image_height/image_width to at least 64",
+        ),
     ],
 )
-def test_model_depth_must_fit_the_image(repo_params, tmp_path, features, size, batch, message):
-    repo_params["train"]["model"]["features"] = features
+def test_model_depth_must_fit_the_image(repo_params, tmp_path, features, size, batch, block, message):
+    repo_params["train"]["model"].update(features=features, space_to_depth=block)
     repo_params["prepare"].update(image_height=size[0], image_width=size[1])
     repo_params["train"]["batch_size"] = batch
-    with pytest.raises(CarvanaError, match=message.replace("`", ".")):
+    with pytest.raises(CarvanaError, match=re.escape(message)):
         load(tmp_path, repo_params)
     repo_params["train"]["model"]["features"] = features[:-1]
     assert load(tmp_path, repo_params).train.model.features == features[:-1]
+
+
+def test_a_space_to_depth_stem_needs_whole_blocks(repo_params, tmp_path):
+    repo_params["train"]["model"]["space_to_depth"] = 5
+    with pytest.raises(CarvanaError, match="96x144 is not made of 5x5 blocks; make prepare.image_height and image_w"):
+        load(tmp_path, repo_params)
 
 
 def test_yaml_scientific_notation_without_dot_is_a_float(repo_params, tmp_path):
@@ -110,10 +125,17 @@ def test_seed_preset_is_the_tutorial_recipe(repo_params, tmp_path):
     assert "seed" in available()
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(repo_params))
-    args = set_args("seed", path)
+    args = set_args(["seed"], path)
     assert "train.model.features=[64,128,256,512]" in args
     assert "train.lr=0.0001" in args and "prepare.image_height=160" in args and 'train.loss="bce"' in args
     assert args[::2] == ["-S"] * (len(args) // 2)
+
+
+def test_presets_apply_in_turn(repo_params, tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(repo_params))
+    args = set_args(["cpu", "final"], path)
+    assert "train.epochs=40" in args and "split_val.val_cars=0" in args and "split_val.folds=null" in args
 
 
 def test_parse_rejects_non_mapping():

@@ -32,9 +32,14 @@ def test_val_cars_overrides_fraction():
 
 
 @pytest.mark.parametrize("split", [params(val_fraction=0.99), params(val_cars=10)])
-def test_both_sets_need_a_car(split):
-    with pytest.raises(CarvanaError, match="both sets need at least one car"):
+def test_training_needs_a_car(split):
+    with pytest.raises(CarvanaError, match="training needs at least one car"):
         split_by_car(IDS, split, seed=0)
+
+
+def test_a_final_fit_trains_on_every_car():
+    split = split_by_car(IDS, params(val_fraction=0.5, val_cars=0), seed=0)
+    assert split == {"train": sorted(IDS), "val": []}
 
 
 def test_folds_hold_out_every_car_once():

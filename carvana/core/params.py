@@ -60,7 +60,9 @@ class SplitValParams(Group):
     val_fraction: Float = Field(
         gt=0, lt=1, description="share of cars held out for validation, rounded, at least one car"
     )
-    val_cars: int | None = Field(ge=1, description="an exact number of held-out cars; overrides val_fraction")
+    val_cars: int | None = Field(
+        ge=0, description="an exact number of held-out cars; overrides val_fraction; 0: a final fit on every car"
+    )
     folds: int | None = Field(ge=2, description="cross-validation: the cars in this many seeded groups; overrides both")
     fold: int = Field(ge=0, description="with folds: the group held out for validation, 0 .. folds-1")
 
@@ -83,6 +85,12 @@ class PrepareParams(Group):
 class ModelParams(Group):
     features: list[Annotated[int, Field(ge=1)]] = Field(
         min_length=1, description="U-Net encoder widths, one per level, e.g. [16, 32, 64, 128]"
+    )
+    space_to_depth: int = Field(
+        ge=1,
+        le=8,
+        description="N > 1: each NxN block of the prepared image folded into channels, so the U-Net runs at 1/N of "
+        "prepare's resolution and predicts every pixel of it (more resolution per FLOP); 1: off",
     )
 
 
@@ -166,25 +174,34 @@ class Params(Group):
                 f"params: `train.batch_size` {train.batch_size} does not split evenly over `train.processes` "
                 f"{train.processes}; make it a multiple of {train.processes}"
             )
-        check_model_fits(train.model.features, size, train.batch_size // train.processes)
+        check_model_fits(train.model, size, train.batch_size // train.processes)
         return self
 
 
-def check_model_fits(features: list[int], size: tuple[int, int], batch_size: int) -> None:
-    """Each U-Net level halves the image: a too deep model pools it away, and BatchNorm needs more than one
-    value per channel at the bottleneck."""
+def check_model_fits(model: ModelParams, size: tuple[int, int], batch_size: int) -> None:
+    """The stem folds blocks of `space_to_depth` pixels, so the image must be made of whole blocks; then each U-Net
+    level halves the image: a too deep model pools it away, and BatchNorm needs more than one value per channel at
+    the bottleneck."""
+    block, features = model.space_to_depth, model.features
+    if size[0] % block or size[1] % block:
+        raise CarvanaError(
+            f"params: `train.model.space_to_depth` is {block} but prepare's {size[0]}x{size[1]} is not made of "
+            f"{block}x{block} blocks; make prepare.image_height and image_width multiples of {block}"
+        )
+    size = (size[0] // block, size[1] // block)
+    image = f"{size[0]}x{size[1]} image" + (f" (prepare's, folded by space_to_depth {block})" if block > 1 else "")
     levels = len(features)
     height, width = size[0] >> levels, size[1] >> levels
     fits = min(size).bit_length() - 1
     if height < 1 or width < 1:
         raise CarvanaError(
-            f"params: `train.model.features` has {levels} levels, but a {size[0]}x{size[1]} image is halved to "
+            f"params: `train.model.features` has {levels} levels, but a {image} is halved to "
             f"nothing after {fits}; use at most {fits} features or raise prepare.image_height/image_width to at "
-            f"least {2**levels}"
+            f"least {2**levels * block}"
         )
     if batch_size * height * width == 1:
         raise CarvanaError(
-            f"params: a batch of 1 per process, and `train.model.features` halves a {size[0]}x{size[1]} image to "
+            f"params: a batch of 1 per process, and `train.model.features` halves a {image} to "
             "1x1, so BatchNorm sees one value per channel; use 2 or more images per process, or one level fewer"
         )
 

@@ -42,10 +42,17 @@ def resize_to_width(image: np.ndarray, width: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
 
 
-def contact_sheet(tiles: list[tuple[np.ndarray, str]], columns: int = 4, tile_width: int = 480) -> Image.Image:
-    """A grid of images, each captioned (e.g. its id and dice) in a bar above it."""
-    tiles = [(resize_to_width(image, tile_width), caption) for image, caption in tiles]
+def contact_sheet(
+    tiles: list[tuple[np.ndarray, str]], columns: int = 4, tile_width: int = 480, empty: str = "no images"
+) -> Image.Image:
+    """A grid of images, each captioned (e.g. its id and dice) in a bar above it; without images, the caption
+    `empty` alone."""
     caption_height = 22
+    if not tiles:
+        sheet = Image.new("RGB", (tile_width, caption_height), "white")
+        ImageDraw.Draw(sheet).text((6, 5), empty, fill="black")
+        return sheet
+    tiles = [(resize_to_width(image, tile_width), caption) for image, caption in tiles]
     cell_h = max(image.shape[0] for image, _ in tiles) + caption_height
     cell_w = max(image.shape[1] for image, _ in tiles)
     rows = -(-len(tiles) // columns)

@@ -124,7 +124,7 @@ class Progress:
         """Record a completed epoch. last.pt is written last: it is what a resume starts from."""
         self.epoch, self.run_id = int(row["epoch"]), run_id
         self.history.append(row)
-        improved = not self.best or row["val_dice"] > self.best["val_dice"]
+        improved = not self.best or "val_dice" not in row or row["val_dice"] > self.best["val_dice"]  # no val: last
         self.best = row if improved else self.best
         weights = {**self.meta, "epoch": self.epoch, "metrics": row, "model": components["model"].state_dict()}
         if improved:
