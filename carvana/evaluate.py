@@ -50,10 +50,10 @@ def main() -> None:
     val = load_prepared("val")
     out = stage_dir("evaluate")
     settings = params.inference
-    save_checkpoint(scored_model_path(), load_checkpoint(checkpoint_path("best.pt")) | {KEY: settings.model_dump()})
     scored = score(val, params) if val.ids else None
     if scored is None:
         write_unscored(out)
+    save_checkpoint(scored_model_path(), load_checkpoint(checkpoint_path("best.pt")) | {KEY: settings.model_dump()})
     with continue_run(run_id, "evaluate") as run:
         mlflow.set_tags(flatten(settings, "inference."))
         if scored is not None:
