@@ -18,7 +18,7 @@ import torch
 from carvana.core.cli import Parser
 from carvana.core.errors import CarvanaError
 from carvana.core.paths import project_root
-from carvana.core.redact import redact
+from carvana.core.redact import redact, redact_text
 from carvana.model.device import Precision, cpu_kind, onednn_isa_cap
 from carvana.server import postgres
 from carvana.tracking.store import check_reachable, tracking_uri
@@ -75,7 +75,7 @@ def dvc_remote() -> str:
         ).stdout.splitlines()
     except (OSError, subprocess.SubprocessError):
         return "unknown (`dvc remote list` failed)"
-    remotes = [" ".join(redact(word) for word in line.split()) for line in listed]
+    remotes = [redact_text(line) for line in listed]
     return "; ".join(remotes) or "none configured (dvc remote add -d NAME URL)"
 
 

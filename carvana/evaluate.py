@@ -50,7 +50,8 @@ def main() -> None:
     val = load_prepared("val")
     out = stage_dir("evaluate")
     settings = params.inference
-    scored = score(val, params) if val.ids else None
+    segmenter = load_segmenter(params)  # before anything is written: an unusable best.pt changes no output
+    scored = score(segmenter, val, params) if val.ids else None
     if scored is None:
         write_unscored(out)
     save_checkpoint(scored_model_path(), load_checkpoint(checkpoint_path("best.pt")) | {KEY: settings.model_dump()})
@@ -88,12 +89,16 @@ class Scores:
             )
 
 
-def score(val: Prepared, params: Params) -> Scores:
+def load_segmenter(params: Params) -> Segmenter:
+    """The best checkpoint, run as `inference` says (mirror TTA or not)."""
+    segmenter = TorchSegmenter(checkpoint_path("best.pt"), resolve_device("auto"), params.evaluate.batch_size)
+    return FlipAveraged(segmenter) if params.inference.tta else segmenter
+
+
+def score(segmenter: Segmenter, val: Prepared, params: Params) -> Scores:
     """The val photos scored at the training resolution and at full resolution, then the repaint check; their
     masks, scores and metrics written to stages/evaluate/."""
     settings, batch_size = params.inference, params.evaluate.batch_size
-    segmenter = TorchSegmenter(checkpoint_path("best.pt"), resolve_device("auto"), batch_size)
-    segmenter = FlipAveraged(segmenter) if settings.tta else segmenter
     out = stage_dir("evaluate")
     low_res, full_res = ScoreAccumulator(), FullResScores(stage_dir("download"), settings.threshold, settings.refine)
     masks = Submission(out / MASKS)

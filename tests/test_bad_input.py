@@ -212,6 +212,13 @@ def checkpoint_of_another_shape(ws: Checkout) -> str:
     return "best.pt: its weights do not fit the model it describes"
 
 
+def final_fit_checkpoint_of_another_shape(ws: Checkout) -> str:
+    set_param(ws, "split_val.val_cars", 0)  # no val photo: evaluate writes its unscored outputs
+    for stage in ("split_val", "prepare"):
+        ws.run("python", "-m", f"carvana.{stage}")
+    return checkpoint_of_another_shape(ws)
+
+
 def run_file_missing(ws: Checkout) -> str:
     (ws.root / "stages/train/mlflow_run.json").unlink()
     return "stages/train/mlflow_run.json not found; run `dvc repro -f train`"
@@ -266,6 +273,7 @@ REFUSED = {
     "random-bytes best.pt": Case("evaluate", random_checkpoint),
     "best.pt without model_config": Case("evaluate", checkpoint_without_config),
     "best.pt of another shape": Case("evaluate", checkpoint_of_another_shape),
+    "a final fit's best.pt of another shape": Case("evaluate", final_fit_checkpoint_of_another_shape),
     "mlflow_run.json missing": Case("evaluate", run_file_missing),
     "mlflow_run.json corrupt": Case("evaluate", run_file_corrupt),
     "photos with the same stem": Case("render_masks", same_stem_photos),

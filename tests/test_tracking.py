@@ -5,7 +5,7 @@ import pytest
 
 from carvana.core.errors import CarvanaError
 from carvana.core.paths import project_root, user_path, workspace_root
-from carvana.core.redact import redact
+from carvana.core.redact import redact, redact_text
 from carvana.inference import references
 from carvana.server.processes import free_port
 from carvana.tracking import store
@@ -141,3 +141,11 @@ def test_an_unreachable_server_is_one_line_within_seconds_without_its_password(r
 )
 def test_uris_are_shown_without_secrets(uri, shown):
     assert redact(uri) == shown
+
+
+def test_uris_inside_a_message_are_shown_without_secrets():
+    message = "could not reach ray://admin:hunter2@10.0.0.5:10001 (refused), nor 'http://u:pw@h:5000/x?token=t'"
+    assert redact_text(message) == (
+        "could not reach ray://***@10.0.0.5:10001 (refused), nor 'http://***@h:5000/x?token=***'"
+    )
+    assert redact_text("no uri here: host:6379") == "no uri here: host:6379"

@@ -3,6 +3,7 @@
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"()<>,]+")
 SECRET_PARAMS = re.compile(r"token|secret|password|passwd|signature|sig|key|credential|auth", re.IGNORECASE)
 
 
@@ -23,3 +24,8 @@ def redact(uri: str) -> str:
     if (netloc, query) == (parts.netloc, parts.query):
         return uri  # nothing to hide (urlunsplit would also drop the `//` of an empty host: sqlite:////path)
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact_text(text: str) -> str:
+    """Every URI in a message (a library's error that quotes the address it tried) redacted."""
+    return URI.sub(lambda match: redact(match.group()), text)

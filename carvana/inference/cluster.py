@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from carvana.core.errors import CarvanaError
-from carvana.core.redact import redact
+from carvana.core.redact import redact, redact_text
 from carvana.inference.engine import OnError, Outcome, predict
 from carvana.inference.loading import ModelChoice
 from carvana.inference.onnx_export import require
@@ -100,7 +100,7 @@ def connect(address: str | None) -> Any:
             ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR")
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise CarvanaError(
-            f"--ray {redact(address or '')}: no Ray cluster answers there ({error}); start one with "
+            f"--ray {redact(address or '')}: no Ray cluster answers there ({redact_text(str(error))}); start one with "
             "`ray start --head` and give its address (host:6379), or give --ray alone for a Ray on this machine"
         ) from None
     context = ray.data.DataContext.get_current()

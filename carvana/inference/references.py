@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from carvana.core.errors import CarvanaError
 from carvana.core.outputs import checkpoint_path, read_run_id, scored_model_path
 from carvana.core.paths import project_root
-from carvana.core.redact import redact
+from carvana.core.redact import redact, redact_text
 from carvana.inference.openvino_backend import XML
 from carvana.tracking.registry import CHAMPION, MODEL_NAME
 from carvana.tracking.runs import run_exists
@@ -95,7 +95,8 @@ def run_of(reference: str) -> str:
         return client.get_model_version(name, version).run_id
     except MlflowException as error:
         raise CarvanaError(
-            f"--model {reference}: not found in the tracking store {redact(tracking_uri())} ({error.message})"
+            f"--model {reference}: not found in the tracking store {redact(tracking_uri())} "
+            f"({redact_text(error.message)})"
         ) from None
 
 

@@ -19,7 +19,7 @@ import mlflow
 
 from carvana.core.errors import CarvanaError
 from carvana.core.paths import project_root
-from carvana.core.redact import redact
+from carvana.core.redact import redact, redact_text
 
 MLFLOW_DEFAULTS = {
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
@@ -71,8 +71,8 @@ def check_reachable(uri: str) -> None:
         if attempt < PROBES - 1:
             time.sleep(1)
     raise CarvanaError(
-        f"the tracking server {redact(uri)} does not answer ({reason}); start it (`make server`), or point "
-        "MLFLOW_TRACKING_URI at one that runs, or unset it to track into ./mlruns"
+        f"the tracking server {redact(uri)} does not answer ({redact_text(reason)}); start it (`make server`), or "
+        "point MLFLOW_TRACKING_URI at one that runs, or unset it to track into ./mlruns"
     )
 
 
