@@ -1,18 +1,21 @@
 """Full-resolution inference: the prediction engine (`carvana.predict`, `render_masks`) against the loops it replaced.
 
-Masks: the engine writing Kaggle mask GIFs at the photos' 1918x1280 vs a milesial/Pytorch-UNet-style loop (full
-decode, PIL bicubic resize, one photo at a time through the model, logits upsampled with torch, thresholded, GIF
-saved). Render: render_masks on a folder of photos (the engine drawing overlays) vs a photo-by-photo path.
-Memory: the peak memory of `python -m carvana.predict --masks` over 4x as many photos as over the base set: flat
-memory keeps it near 1. The model is the default U-Net trained for a few epochs on the benchmark's own photos, so
-its masks (and the GIFs encoding them) look like a real model's.
+Masks: the engine writing Kaggle mask GIFs at the photos' 1918x1280 vs a milesial/Pytorch-UNet-style loop (full decode,
+PIL bicubic resize, one photo at a time through the model, logits upsampled with torch, thresholded, GIF saved). Served:
+the masks as the cpu recipe makes them (mirror TTA, guided refinement) vs the same with the exact guided filter it used
+before. Render: render_masks on a folder of photos (the engine drawing overlays) vs a photo-by-photo path. Memory: the
+peak memory of `python -m carvana.predict --masks` over 4x as many photos as over the base set: flat memory keeps it
+near 1. The model is the default U-Net trained for a few epochs on the benchmark's own photos, so its masks (and the
+GIFs encoding them) look like a real model's.
 """
 
 import os
 import subprocess
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 import torch
@@ -29,7 +32,8 @@ from carvana.data.pictures import overlay, resize_to_width
 from carvana.data.resize import resize_mask, resize_photo
 from carvana.inference.engine import predict
 from carvana.inference.photos import Photo
-from carvana.inference.segmenter import TorchSegmenter
+from carvana.inference.refine import guided
+from carvana.inference.segmenter import FlipAveraged, TorchSegmenter
 from carvana.inference.writers import MaskGifs
 from carvana.model.checkpoint import save_checkpoint
 from carvana.model.unet import UNet, unet_config
@@ -82,6 +86,39 @@ def measure_masks(
         compare(engine, milesial, repeats, min_seconds),
         "masks/s",
         "ours ≥ 20 masks/s",
+    )
+
+
+def measure_served(
+    recipe: Recipe, root: Path, ids: list[str], checkpoint: Path, work: Path, repeats: int, min_seconds: float
+) -> Row:
+    """predict --masks as the recipe is meant to be used (its `inference` settings: mirror TTA, guided refinement on
+    a coarse grid) vs the same with the exact guided filter it replaced (He et al. 2010, every photo pixel)."""
+    settings = recipe.params.inference
+    segmenter = TorchSegmenter(checkpoint)
+    segmenter = FlipAveraged(segmenter) if settings.tta else segmenter
+    photos = [Photo(i, str(image_path(root, i)), image_path(root, i)) for i in ids]
+    out = work / "served-masks"
+
+    def masks() -> int:
+        writers = [MaskGifs(out)]
+        made = predict(
+            photos, segmenter, writers, settings.threshold, threads=os.cpu_count() or 1, refine=settings.refine
+        )
+        return sum(1 for _ in made)
+
+    def exact_filter() -> int:
+        with patch("carvana.inference.engine.guided", partial(guided, step=1)):
+            return masks()
+
+    masks()  # warm-up
+    height, width = photo_size(root, ids[0])
+    return Row.of(
+        f"inference: the {recipe.name} recipe as served (TTA {settings.tta}, refine {settings.refine}) vs with the "
+        f"exact guided filter ({width}x{height} photos, {recipe.network})",
+        compare(masks, exact_filter, repeats, min_seconds),
+        "masks/s",
+        "ours ≥ 10 masks/s",
     )
 
 

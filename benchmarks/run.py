@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
             training.measure(seed, prepared_arrays(root, ids, seed.size, work), *timing),
             processes.measure(default, default_arrays, work, *timing),
             inference.measure_masks(default, root, ids, checkpoint, work, *timing),
+            inference.measure_served(cpu, root, ids, cpu_checkpoint, work, *timing),
             inference.measure_render(default, root, ids, checkpoint, work, *timing),
             inference.measure_memory(root, ids, checkpoint, work),
             inference.measure_ray(root, ids, checkpoint, work, settings.repeats),

@@ -65,3 +65,16 @@ def test_refinement_snaps_a_blurred_edge_to_the_photos_edge(radius):
         return int(((probability > 0.5) != truth.astype(bool)).sum())
 
     assert errors(guided(blurred, photo, radius)) < errors(blurred) / 2
+
+
+def test_refinement_on_a_coarse_grid_makes_the_exact_filters_mask():
+    truth = np.zeros((480, 720), dtype=np.uint8)
+    cv2.ellipse(truth, (360, 240), (250, 120), 10, 0, 360, 1, -1)
+    noise = np.random.default_rng(0).integers(0, 30, truth.shape)
+    photo = np.dstack([truth * 150 + 50 + noise] * 3).astype(np.uint8)  # a textured car on a textured floor
+    coarse = cv2.resize(truth.astype(np.float32), (90, 60), interpolation=cv2.INTER_AREA)
+    blurred = upsample(cv2.GaussianBlur(coarse, (3, 3), 0.8), truth.shape)
+    exact, fast = guided(blurred, photo, 8, step=1), guided(blurred, photo, 8)
+    differ = int(((exact > 0.5) != (fast > 0.5)).sum())
+    edge = int(cv2.Canny(truth * 255, 100, 200).astype(bool).sum())
+    assert differ < edge / 20  # a pixel in twenty along the edge, at most
