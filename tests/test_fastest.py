@@ -1,6 +1,8 @@
 """predict --backend auto: the fastest installed runtime within the parity gate, measured once per checkpoint."""
 
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -55,3 +57,21 @@ def test_a_runtime_outside_the_parity_gate_is_never_chosen(tmp_path: Path, monke
     (choice,) = choices(tmp_path / "cache")
     assert choice["backend"] == "torch" and set(choice["rates"]) == {"torch"}
     assert choice["outside_gate"] == pytest.approx({"onnxruntime": 0.01, "openvino": 0.01}, abs=1e-4)
+
+
+def test_processes_starting_together_measure_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Ray actors on one node start predict's segmenter at once: one measures, the others wait and read its choice."""
+    monkeypatch.setenv("CARVANA_CACHE_DIR", str(tmp_path / "cache"))
+    checkpoint = untrained_checkpoint(tmp_path / "best.pt", size=(32, 48))
+    real, measured = auto.measure, []
+
+    def slow(*args: object) -> None:
+        measured.append(args)
+        time.sleep(0.5)  # long enough for the other threads to reach the cache
+        real(*args)
+
+    monkeypatch.setattr(auto, "measure", slow)
+    with ThreadPoolExecutor(3) as pool:
+        made = list(pool.map(lambda _: auto.fastest(checkpoint, 4), range(3)))
+    assert len(measured) == 1 and len(choices(tmp_path / "cache")) == 1
+    assert len({type(segmenter) for segmenter in made}) == 1

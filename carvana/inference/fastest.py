@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from carvana.core.atomic import atomic_dir, write_json
+from carvana.core.lock import file_lock
 from carvana.inference.onnx_backend import OnnxSegmenter
 from carvana.inference.onnx_export import export_onnx
 from carvana.inference.openvino_backend import OpenVinoSegmenter, convert
@@ -34,8 +35,11 @@ RUNTIMES = {"onnxruntime": ("onnxruntime", "onnxscript"), "openvino": ("openvino
 def fastest(checkpoint: Path, batch_size: int) -> Segmenter:
     """The checkpoint on the fastest runtime here, measured now or read from the cache."""
     folder = cache_root() / cache_key(checkpoint, batch_size)
-    if not (folder / CHOICE).is_file():
-        measure(checkpoint, batch_size, folder)
+    with file_lock(
+        folder.with_name(f"{folder.name}.lock")
+    ):  # predict's actors on one node: one measures, the rest wait
+        if not (folder / CHOICE).is_file():
+            measure(checkpoint, batch_size, folder)
     choice = json.loads((folder / CHOICE).read_text())
     rates = ", ".join(f"{name} {rate:.0f}" for name, rate in sorted(choice["rates"].items(), key=lambda kv: -kv[1]))
     print(f"predict: --backend auto runs {choice['backend']}, the fastest here (images/s: {rates}; {folder})")

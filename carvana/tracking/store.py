@@ -5,7 +5,6 @@ line within seconds (naming its URI without credentials), not minutes of MLflow'
 are bounded too, and its "View run at <URI>" lines, which would print credentials, are silenced.
 """
 
-import fcntl
 import os
 import time
 import urllib.error
@@ -18,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import mlflow
 
 from carvana.core.errors import CarvanaError
+from carvana.core.lock import file_lock
 from carvana.core.paths import project_root
 from carvana.core.redact import redact, redact_text
 
@@ -107,7 +107,5 @@ def store_lock(uri: str) -> Iterator[None]:
     if uri != local_store_uri():
         yield
         return
-    local_store().mkdir(parents=True, exist_ok=True)
-    with open(local_store() / ".setup.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(local_store() / ".setup.lock"):
         yield
