@@ -35,9 +35,8 @@ RUNTIMES = {"onnxruntime": ("onnxruntime", "onnxscript"), "openvino": ("openvino
 def fastest(checkpoint: Path, batch_size: int) -> Segmenter:
     """The checkpoint on the fastest runtime here, measured now or read from the cache."""
     folder = cache_root() / cache_key(checkpoint, batch_size)
-    with file_lock(
-        folder.with_name(f"{folder.name}.lock")
-    ):  # predict's actors on one node: one measures, the rest wait
+    # predict's actors on one node start together: one measures, the others wait for its choice
+    with file_lock(folder.with_name(f"{folder.name}.lock")):
         if not (folder / CHOICE).is_file():
             measure(checkpoint, batch_size, folder)
     choice = json.loads((folder / CHOICE).read_text())
