@@ -6,10 +6,11 @@ Run each fold as an experiment (`dvc exp run --queue -n cpu-f0 -S split_val.fold
 the repaint check (evaluate.repaint), the worst val photo and the training cost (TFLOPs, the same on any machine,
 and minutes on the machine that trained), with the recipe's mean and standard deviation over its folds; then each
 recipe's dice per paint. It writes the tables to DIR/cv.md and a plot to DIR/cv.png: dice per fold for each recipe,
-and full-resolution val dice against training TFLOPs, epoch by epoch, where the runs logged it
-(`train.full_res_every`). With `--fold N` it compares the recipes on that one fold (e.g. the presets, to pick a
-training budget: `dvc exp run -n seed-f0 $(carvana preset seed) -S split_val.folds=4 -S split_val.fold=0
--S train.full_res_every=1`, then `--fold 0 --recipe default --recipe seed --recipe cpu`)."""
+and full-resolution val dice against training TFLOPs (evaluate's, mean and sd over the folds, at the training's
+cost; epoch by epoch too where the runs logged it: `train.full_res_every`). With `--fold N` it compares the recipes
+on that one fold (e.g. the presets, to pick a training budget: `dvc exp run -n seed-f0 $(carvana preset seed) -S
+split_val.folds=4 -S split_val.fold=0 -S train.full_res_every=1`, then `--fold 0 --recipe default --recipe seed
+--recipe cpu`)."""
 
 import argparse
 import re
@@ -204,7 +205,10 @@ def plot(client: MlflowClient, found: list[Recipe], path: Path, fold: int | None
         per_fold.hlines(statistics.mean(recipe.dice), index - 0.25, index + 0.25)
         tflops, dice = learning_curve(client, recipe)
         if tflops:
-            per_cost.plot(tflops, dice, "o-", ms=3, color=f"C{index}", label=recipe.label)
+            per_cost.plot(tflops, dice, "o-", ms=3, color=f"C{index}")
+        spread = statistics.stdev(recipe.dice) if len(recipe.dice) > 1 else 0
+        cost = statistics.mean(fold.tflops for fold in recipe.runs)
+        per_cost.errorbar(cost, statistics.mean(recipe.dice), spread, fmt="D", color=f"C{index}", label=recipe.label)
     per_fold.set_xticks(range(len(found)), [recipe.label for recipe in found])
     which = "per fold (line: mean)" if fold is None else f"on fold {fold}"
     per_fold.set(title=f"Val dice at 1918x1280 {which}", ylabel="dice")
