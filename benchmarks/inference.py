@@ -15,7 +15,6 @@ import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from unittest.mock import patch
 
 import numpy as np
 import torch
@@ -32,7 +31,7 @@ from carvana.data.pictures import overlay, resize_to_width
 from carvana.data.resize import resize_mask, resize_photo
 from carvana.inference.engine import predict
 from carvana.inference.photos import Photo
-from carvana.inference.refine import guided
+from carvana.inference.refine import Refinement, guided, refinement
 from carvana.inference.segmenter import FlipAveraged, TorchSegmenter
 from carvana.inference.writers import MaskGifs
 from carvana.model.checkpoint import save_checkpoint
@@ -100,23 +99,20 @@ def measure_served(
     photos = [Photo(i, str(image_path(root, i)), image_path(root, i)) for i in ids]
     out = work / "served-masks"
 
-    def masks() -> int:
-        writers = [MaskGifs(out)]
+    def masks(refined: Refinement | None) -> int:
         made = predict(
-            photos, segmenter, writers, settings.threshold, threads=os.cpu_count() or 1, refine=settings.refine
+            photos, segmenter, [MaskGifs(out)], settings.threshold, threads=os.cpu_count() or 1, refinement=refined
         )
         return sum(1 for _ in made)
 
-    def exact_filter() -> int:
-        with patch("carvana.inference.engine.guided", partial(guided, step=1)):
-            return masks()
-
-    masks()  # warm-up
+    served = refinement(settings, segmenter.edge_refiner)
+    exact = partial(guided, radius=settings.refine, step=1)
+    masks(served)  # warm-up
     height, width = photo_size(root, ids[0])
     return Row.of(
         f"inference: the {recipe.name} recipe as served (TTA {settings.tta}, refine {settings.refine}) vs with the "
         f"exact guided filter ({width}x{height} photos, {recipe.network})",
-        compare(masks, exact_filter, repeats, min_seconds),
+        compare(partial(masks, served), partial(masks, exact), repeats, min_seconds),
         "masks/s",
         "ours ≥ 10 masks/s",
     )

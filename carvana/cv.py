@@ -123,15 +123,18 @@ def recipe_of(index: int, by_fold: dict[int, Run]) -> Recipe:
 
 
 def fold_of(fold: int, run: Run) -> Fold:
+    """A fold's scores and training cost: the network's, and the learned boundary refiner's when it made the masks."""
     metrics = run.data.metrics
+    refined = run.data.tags.get("inference.edge_refiner") == "True"
+    refiner = {key: metrics.get(f"refiner_{key}", 0.0) if refined else 0.0 for key in ("tflops", "minutes")}
     return Fold(
         fold,
         run.info.run_id,
         metrics["eval_dice_full"],
         metrics.get("eval_worst_dice_full", float("nan")),
         run.data.tags.get("eval_worst_image", "?"),
-        metrics.get("train_tflops", float("nan")),
-        metrics.get("train_minutes", float("nan")),
+        metrics.get("train_tflops", float("nan")) + refiner["tflops"],
+        metrics.get("train_minutes", float("nan")) + refiner["minutes"],
         {key[len(REPAINT) : -len(FULL)]: value for key, value in metrics.items() if key.startswith(REPAINT)},
     )
 

@@ -8,6 +8,7 @@ logs the scores and the model (registered as a new version of carvana-unet, the 
 fit (no val cars) has nothing to score: its model is registered, never made champion by itself.
 """
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,18 +23,21 @@ from carvana.core.outputs import (
     checkpoint_path,
     load_prepared,
     read_run_id,
+    refiner_path,
     scored_model_path,
     stage_dir,
 )
-from carvana.core.params import Params, flatten, load_params
+from carvana.core.params import InferenceParams, Params, flatten, load_params
 from carvana.inference import rle
+from carvana.inference.learned_edges import KEY as REFINER
+from carvana.inference.refine import refinement
 from carvana.inference.repaint_check import repainted_dice
 from carvana.inference.scoring import FullResScores, spread
 from carvana.inference.segmenter import FlipAveraged, Segmenter, TorchSegmenter
 from carvana.inference.settings import KEY
 from carvana.inference.writers import Submission
 from carvana.model.allocator import keep_freed_memory
-from carvana.model.checkpoint import load_checkpoint, save_checkpoint
+from carvana.model.checkpoint import load_checkpoint, load_refiner, save_checkpoint
 from carvana.model.device import resolve_device
 from carvana.model.metrics import ScoreAccumulator
 from carvana.tracking import registry
@@ -54,7 +58,7 @@ def main() -> None:
     scored = score(segmenter, val, params) if val.ids else None
     if scored is None:
         write_unscored(out)
-    save_checkpoint(scored_model_path(), load_checkpoint(checkpoint_path("best.pt")) | {KEY: settings.model_dump()})
+    save_checkpoint(scored_model_path(), scored_model(settings))
     with continue_run(run_id, "evaluate") as run:
         mlflow.set_tags(flatten(settings, "inference."))
         if scored is not None:
@@ -89,9 +93,21 @@ class Scores:
             )
 
 
+def scored_model(settings: InferenceParams) -> dict[str, Any]:
+    """The model as it is used: the best checkpoint, the learned boundary refiner and the settings they are scored
+    with."""
+    return load_checkpoint(checkpoint_path("best.pt")) | {
+        REFINER: load_refiner(refiner_path()),
+        KEY: settings.model_dump(),
+    }
+
+
 def load_segmenter(params: Params) -> Segmenter:
-    """The best checkpoint, run as `inference` says (mirror TTA or not)."""
-    segmenter = TorchSegmenter(checkpoint_path("best.pt"), resolve_device("auto"), params.evaluate.batch_size)
+    """The model as scored_model makes it, run as `inference` says (mirror TTA or not)."""
+    with tempfile.TemporaryDirectory(prefix="carvana-evaluate-") as scratch:
+        path = Path(scratch) / "model.pt"
+        save_checkpoint(path, scored_model(params.inference))
+        segmenter = TorchSegmenter(path, resolve_device("auto"), params.evaluate.batch_size)
     return FlipAveraged(segmenter) if params.inference.tta else segmenter
 
 
@@ -100,7 +116,8 @@ def score(segmenter: Segmenter, val: Prepared, params: Params) -> Scores:
     masks, scores and metrics written to stages/evaluate/."""
     settings, batch_size = params.inference, params.evaluate.batch_size
     out = stage_dir("evaluate")
-    low_res, full_res = ScoreAccumulator(), FullResScores(stage_dir("download"), settings.threshold, settings.refine)
+    refined = refinement(settings, segmenter.edge_refiner)
+    low_res, full_res = ScoreAccumulator(), FullResScores(stage_dir("download"), settings.threshold, refined)
     masks = Submission(out / MASKS)
     try:
         for start in range(0, len(val.ids), batch_size):  # a batch at a time: memory stays flat

@@ -39,6 +39,7 @@ from carvana.inference.engine import predict
 from carvana.inference.loading import ModelChoice
 from carvana.inference.photos import Photo, find_photos
 from carvana.inference.references import default_reference
+from carvana.inference.refine import refinement
 from carvana.inference.settings import described
 from carvana.inference.writers import Backgrounds, Cutouts, MaskGifs, Submission, Writer
 from carvana.model.allocator import keep_freed_memory
@@ -65,6 +66,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--tta",
         action=argparse.BooleanOptionalAction,
         help="average with the mirrored photo's prediction (default: as the model was scored)",
+    )
+    parser.add_argument(
+        "--edge-refiner",
+        action=argparse.BooleanOptionalAction,
+        help="correct the edges at full resolution with the model's learned boundary refiner (default: as the model "
+        "was scored)",
     )
     parser.add_argument(
         "--refine",
@@ -177,7 +184,9 @@ def check_file(flag: str, path: Path) -> None:
 
 def model_choice(args: argparse.Namespace) -> ModelChoice:
     references = tuple(args.model or [default_reference()])
-    return ModelChoice(references, args.backend, args.device, args.batch_size, args.threshold, args.tta, args.refine)
+    return ModelChoice(
+        references, args.backend, args.device, args.batch_size, args.threshold, args.tta, args.refine, args.edge_refiner
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -202,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
             args.batch_size,
             args.threads,
             args.on_error,
-            settings.refine,
+            refinement(settings, segmenter.edge_refiner),
         )
     for outcome in tqdm(outcomes, total=len(photos), unit="photo", disable=None):
         if outcome.error:

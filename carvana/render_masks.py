@@ -29,6 +29,7 @@ from carvana.data.resize import resize_mask
 from carvana.inference import rle
 from carvana.inference.engine import predict
 from carvana.inference.photos import find_photos
+from carvana.inference.refine import refinement
 from carvana.inference.segmenter import FlipAveraged, TorchSegmenter
 from carvana.inference.writers import PerPhoto, Prediction
 from carvana.model.allocator import keep_freed_memory
@@ -82,7 +83,12 @@ def render_folder(folder: Path, cfg: RenderMasksParams) -> dict[str, float | Non
     segmenter = FlipAveraged(segmenter) if settings.tta else segmenter
     writers = [Overlays(folder, cfg.overlay_width)]
     outcomes = predict(
-        find_photos([str(path)]), segmenter, writers, settings.threshold, threads=THREADS, refine=settings.refine
+        find_photos([str(path)]),
+        segmenter,
+        writers,
+        settings.threshold,
+        threads=THREADS,
+        refinement=refinement(settings, segmenter.edge_refiner),
     )
     return {outcome.photo.image_id: None for outcome in outcomes}
 

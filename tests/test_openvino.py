@@ -5,6 +5,7 @@ INT8 accuracy gate."""
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -15,6 +16,9 @@ from pipeline_workspace import Workspace
 from test_onnx import BEST, MAX_MASK_DIFFERENCE, MAX_PROBABILITY_DIFFERENCE, predicted_masks, random_photos
 
 from carvana.core.errors import CarvanaError
+from carvana.data.imageio import read_image, read_mask
+from carvana.data.layout import image_path, mask_path
+from carvana.inference.onnx_backend import OnnxSegmenter
 from carvana.inference.onnx_export import export_onnx
 from carvana.inference.openvino_backend import OpenVinoSegmenter, export_openvino
 from carvana.inference.quantize import Gate, quantize_onnx
@@ -127,3 +131,30 @@ def test_int8_without_prepared_photos_is_refused_in_one_line(workspace, tmp_path
     assert result.stderr.startswith("error: --int8 calibrates on the prepared train photos")
     assert "dvc repro" in result.stderr
     assert not (tmp_path / "m.onnx").exists()
+
+
+SCORED = "stages/evaluate/model.pt"  # best.pt with evaluate's settings and the learned boundary refiner (on)
+
+
+@pytest.mark.e2e
+def test_the_learned_refiner_travels_in_the_exports_and_matches_torch(workspace, val_ids, tmp_path):
+    onnx_file, ir = tmp_path / "scored.onnx", tmp_path / "ir"
+    workspace.run("carvana", "export", "--onnx", str(onnx_file), "--model", SCORED)
+    workspace.run("carvana", "export", "--openvino", str(ir), "--model", SCORED)
+    torch_segmenter = TorchSegmenter(workspace.root / SCORED)
+    root = workspace.root / "stages/download"
+    photo = read_image(image_path(root, val_ids[0]))
+    # the tiny network calls every pixel car: a blurred true mask gives the refiner an edge to work on
+    full = cv2.GaussianBlur(read_mask(mask_path(root, val_ids[0])).astype(np.float32), (9, 9), 3)
+    expected = torch_segmenter.edge_refiner(full, photo)
+    assert np.abs(expected - full).max() > 1e-3  # the refiner changes the probabilities
+    for segmenter in (OnnxSegmenter(onnx_file), OpenVinoSegmenter(ir)):
+        assert segmenter.settings.edge_refiner
+        np.testing.assert_allclose(segmenter.edge_refiner(full, photo), expected, atol=MAX_PROBABILITY_DIFFERENCE)
+
+    torch_masks = predicted_masks(workspace, val_ids, tmp_path / "torch", "--backend", "torch", "--model", SCORED)
+    for exported in (onnx_file, ir):
+        ours = predicted_masks(workspace, val_ids, tmp_path / exported.name, "--model", str(exported))
+        differing, pixels = differing_pixels(ours, torch_masks)
+        print(f"predict --masks --model {exported.name} (learned edges) vs torch: {differing} of {pixels} px differ")
+        assert differing <= MAX_MASK_DIFFERENCE * pixels

@@ -110,7 +110,9 @@ def test_evaluate_writes_the_val_masks_and_the_model_with_its_settings(workspace
     assert 0 < mask.mean() <= 1
     scored = load_checkpoint(workspace.root / "stages/evaluate/model.pt")
     trained = load_checkpoint(workspace.root / "stages/train/checkpoints/best.pt")
-    assert scored["inference"] == {"threshold": 0.5, "tta": False, "refine": 0}
+    assert scored["inference"] == {"threshold": 0.5, "tta": False, "refine": 0, "edge_refiner": True}
+    refiner = torch.load(workspace.root / "stages/train_refiner/refiner.pt", weights_only=True)
+    assert all(torch.equal(scored["edge_refiner"]["model"][k], v) for k, v in refiner["model"].items())
     assert all(torch.equal(scored["model"][k], trained["model"][k]) for k in trained["model"])
 
 
@@ -131,13 +133,17 @@ def test_one_mlflow_run_holds_everything(workspace):
     tflops = [m.value for m in client.get_metric_history(run_id, "train_tflops")]
     assert tflops == pytest.approx([tflops[0], 2 * tflops[0]]) and tflops[0] > 0  # the cost so far, epoch by epoch
     assert {"eval_dice", "eval_dice_full", "best_val_dice", "eval_repaint_yellow_dice_full"} <= run.data.metrics.keys()
+    refiner = workspace.json("stages/train_refiner/metrics.json")
+    assert run.data.metrics["refiner_tflops"] == refiner["refiner_tflops"] > 0
+    assert [m.step for m in client.get_metric_history(run_id, "refiner_loss")] == [6]
+    assert run.data.tags["train_refiner.steps"] == "6"
     assert run.data.tags["eval_worst_paint"] == workspace.json("stages/evaluate/metrics.json")["worst_paint"]
     assert any(key.startswith("system/") for key in run.data.metrics)
     assert run.data.tags["git.commit"] and run.data.tags["stage"] == "train"
     assert run.data.tags["trained_on.device"] == workspace.json("stages/train/metrics.json")["trained_on"]["device"]
     assert run.info.artifact_uri.startswith((workspace.root / "mlruns" / "artifacts").as_uri())
     artifacts = {a.path for a in client.list_artifacts(run_id)}
-    assert {"checkpoints", "images", "render_masks", "evaluate"} <= artifacts
+    assert {"checkpoints", "images", "render_masks", "evaluate", "edge_refiner"} <= artifacts
     assert {a.path for a in client.list_artifacts(run_id, "checkpoints")} == {
         "checkpoints/best.pt",
         "checkpoints/last.pt",
@@ -226,10 +232,24 @@ def test_predict_writes_the_masks_evaluate_scored(workspace, tmp_path):
     result = workspace.run(
         "python", "-m", "carvana.predict", *photos, "--backend", "torch", "--submission", str(submission)
     )
-    assert "predict: model models:/carvana-unet@champion (threshold 0.5)" in result.stdout
+    assert "predict: model models:/carvana-unet@champion (threshold 0.5, learned edges)" in result.stdout
     assert unzipped(submission) == unzipped(workspace.root / "stages/evaluate/masks.csv.gz")
 
 
 def unzipped(path: Path) -> bytes:
     with gzip.open(path) as file:
         return file.read()
+
+
+def test_a_refiner_param_refits_the_refiner_alone_into_the_same_run(workspace):
+    result = workspace.run("dvc", "exp", "run", "-n", "longer-refit", "-S", "train_refiner.steps=7")
+    ran = [line for line in result.stdout.splitlines() if line.startswith("Running stage")]
+    assert ran == [
+        f"Running stage '{stage}':" for stage in ("check_params", "train_refiner", "evaluate", "render_masks")
+    ]
+    client, found = runs(workspace)
+    assert len(found) == 2  # the network is the main branch's: its run gets the refit
+    run_id = workspace.json("stages/train/mlflow_run.json")["run_id"]
+    run = client.get_run(run_id)
+    assert run.data.tags["train_refiner.steps"] == "7"
+    assert [m.step for m in client.get_metric_history(run_id, "refiner_loss")][-1] == 7

@@ -14,7 +14,7 @@ class Brightness:
 
     def __init__(self, size: tuple[int, int]) -> None:
         self.size = size
-        self.settings = UNRECORDED
+        self.settings, self.edge_refiner = UNRECORDED, None
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         assert images.shape[1:3] == self.size

@@ -112,6 +112,11 @@ def checkpoint_path(name: str = "best.pt") -> Path:
     return stage_dir("train") / "checkpoints" / name
 
 
+def refiner_path() -> Path:
+    """The learned boundary refiner train_refiner fits (evaluate puts it into the model it scores)."""
+    return stage_dir("train_refiner") / "refiner.pt"
+
+
 def scored_model_path() -> Path:
     """The best checkpoint with the inference settings evaluate scored it with: the model as it is used."""
     return stage_dir("evaluate") / "model.pt"

@@ -137,6 +137,19 @@ class InferenceParams(Group):
     threshold: Float = Field(gt=0, lt=1, description="probability above which a pixel is car")
     tta: bool = Field(description="average each photo's prediction with its mirror image's")
     refine: int = Field(ge=0, description="guided-filter radius refining edges at full resolution (0: upsample only)")
+    edge_refiner: bool = Field(
+        description="the learned boundary refiner (train_refiner's) corrects the edges at full resolution, before "
+        "the guided filter if refine > 0"
+    )
+
+
+class TrainRefinerParams(Group):
+    steps: int = Field(ge=1, description="optimizer steps")
+    batch_size: int = Field(ge=1, description="tiles per step")
+    lr: Float = Field(gt=0, le=1, description="Adam's learning rate (cosine decay to zero)")
+    width: int = Field(ge=1, le=256, description="channels of each of the refiner's convolutions")
+    tiles_per_photo: int = Field(ge=1, description="tiles of each train photo, centred on the coarse mask's edge")
+    jitter: int = Field(ge=0, le=16, description="photo pixels each tile's coarse mask is shifted by, at random")
 
 
 class EvaluateParams(Group):
@@ -161,6 +174,7 @@ class Params(Group):
     split_val: SplitValParams
     prepare: PrepareParams
     train: TrainParams
+    train_refiner: TrainRefinerParams
     inference: InferenceParams
     evaluate: EvaluateParams
     render_masks: RenderMasksParams

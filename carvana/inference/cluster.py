@@ -26,6 +26,7 @@ from carvana.inference.engine import OnError, Outcome, predict
 from carvana.inference.loading import ModelChoice
 from carvana.inference.onnx_export import require
 from carvana.inference.photos import Photo
+from carvana.inference.refine import refinement
 from carvana.inference.writers import Rle, Submission, Writer
 
 CONNECT_TIMEOUT_S = 10
@@ -178,7 +179,7 @@ class SegmentChunk:
                 self.batch_size,
                 self.threads,
                 "skip",
-                settings.refine,
+                refinement(settings, self.segmenter.edge_refiner),
             )
         )
         values = {writer.key: [outcome.values.get(writer.key) for outcome in outcomes] for writer in self.writers}

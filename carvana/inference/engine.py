@@ -19,7 +19,7 @@ import numpy as np
 from carvana.core.errors import CarvanaError
 from carvana.data.resize import load_photo_sized
 from carvana.inference.photos import AnyPhoto
-from carvana.inference.refine import guided
+from carvana.inference.refine import Refinement
 from carvana.inference.segmenter import Segmenter, upsample
 from carvana.inference.writers import Prediction, Writer
 
@@ -42,11 +42,11 @@ def predict(
     batch_size: int = 16,
     threads: int = 2,
     on_error: OnError = "stop",
-    refine: int = 0,
+    refinement: Refinement | None = None,
 ) -> Iterator[Outcome]:
     """Yield every photo's outcome, in order. A photo that fails (CarvanaError) stops the run, or with
-    on_error="skip" is reported and left out; either way the writers finish or abort cleanly. With `refine` > 0
-    the upsampled probabilities are refined by a guided filter of that radius (carvana.inference.refine)."""
+    on_error="skip" is reported and left out; either way the writers finish or abort cleanly. The upsampled
+    probabilities go through `refinement` (carvana.inference.refine) when there is one."""
     pool = ThreadPoolExecutor(threads, thread_name_prefix="predict")
     remaining = iter(photos)
     batches = iter(lambda: list(islice(remaining, batch_size)), [])
@@ -83,7 +83,7 @@ def predict(
                 probabilities = segmenter.probabilities(np.stack([image for _, _, image in ready]))
                 writing.append(
                     [
-                        (photo, pool.submit(write, photo, size, probability, threshold, refine, writers))
+                        (photo, pool.submit(write, photo, size, probability, threshold, refinement, writers))
                         for (photo, size, _), probability in zip(ready, probabilities)
                     ]
                 )
@@ -110,14 +110,14 @@ def write(
     size: tuple[int, int],
     probability: np.ndarray,
     threshold: float,
-    refine: int,
+    refinement: Refinement | None,
     writers: Sequence[Writer],
 ) -> dict[str, Any]:
     for writer in writers:
         writer.check(photo, size[1], size[0])
     prediction = Prediction(photo, upsample(probability, size), threshold)
-    if refine:
-        prediction.probability = guided(prediction.probability, prediction.rgb, refine)
+    if refinement:
+        prediction.probability = refinement(prediction.probability, prediction.rgb)
     return {writer.key: writer.write(prediction) for writer in writers}
 
 

@@ -25,12 +25,14 @@ class ModelChoice:
     threshold: float | None = None  # None: as the (first) model was scored
     tta: bool | None = None
     refine: int | None = None
+    edge_refiner: bool | None = None
 
     def load(self) -> tuple[Segmenter, InferenceParams]:
         """The segmenter, mirrored when TTA is on, and the settings to run it with."""
         models = [self.load_one(reference) for reference in self.references]
         segmenter = models[0] if len(models) == 1 else Ensemble(models)
-        settings = overridden(segmenter.settings, threshold=self.threshold, tta=self.tta, refine=self.refine)
+        given = {"threshold": self.threshold, "tta": self.tta, "refine": self.refine, "edge_refiner": self.edge_refiner}
+        settings = overridden(segmenter.settings, **given)
         return (FlipAveraged(segmenter) if settings.tta else segmenter), settings
 
     def load_one(self, reference: str) -> Segmenter:

@@ -3,13 +3,16 @@
 onnxruntime is imported when a segmenter is made: it comes with the optional `onnx` extra.
 """
 
+import base64
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from carvana.core.errors import CarvanaError
-from carvana.inference.onnx_export import INPUT, SIZE_KEYS, export_onnx, require
+from carvana.inference.learned_edges import LearnedRefiner
+from carvana.inference.onnx_export import INPUT, REFINER_INPUTS, REFINER_KEY, SIZE_KEYS, export_onnx, require
 from carvana.inference.segmenter import in_batches
 from carvana.inference.settings import from_metadata
 
@@ -36,6 +39,7 @@ class OnnxSegmenter:
         height, width = (int(metadata[key]) for key in SIZE_KEYS)
         self.size = (height, width)
         self.settings = from_metadata(metadata)
+        self.edge_refiner = onnx_refiner(metadata, onnxruntime)
         self.batch_size = batch_size
 
     @classmethod
@@ -54,3 +58,14 @@ class OnnxSegmenter:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {INPUT: batch})[0]
+
+
+def onnx_refiner(metadata: dict[str, str], onnxruntime: Any) -> LearnedRefiner | None:
+    """The export's learned boundary refiner run with onnxruntime, when it holds one."""
+    if REFINER_KEY not in metadata:
+        return None
+    graph = base64.b64decode(metadata[REFINER_KEY])
+    session = onnxruntime.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    return LearnedRefiner(
+        lambda photos, probabilities: session.run(None, dict(zip(REFINER_INPUTS, (photos, probabilities))))[0]
+    )

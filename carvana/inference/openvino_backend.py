@@ -9,6 +9,7 @@ otherwise run fp32 models in bf16, outside the parity gate.
 openvino is imported when a segmenter is made or a model converted: it comes with the optional `openvino` extra.
 """
 
+import base64
 import tempfile
 from pathlib import Path
 
@@ -16,13 +17,15 @@ import numpy as np
 
 from carvana.core.atomic import atomic_dir
 from carvana.core.errors import CarvanaError
-from carvana.inference.onnx_export import INPUT, SIZE_KEYS, export_onnx, require
+from carvana.inference.learned_edges import LearnedRefiner
+from carvana.inference.onnx_export import INPUT, REFINER_KEY, SIZE_KEYS, export_onnx, require
 from carvana.inference.segmenter import in_batches
 from carvana.inference.settings import from_metadata
 
 XML = "model.xml"
 INFO = "carvana"  # the runtime-info section holding the ONNX file's metadata
 EXPORT_HINT = "export it with `carvana export --openvino DIR --model CHECKPOINT`"
+F32 = {"INFERENCE_PRECISION_HINT": "f32"}
 
 
 def openvino():  # noqa: ANN201 (the module, typed only when installed)
@@ -72,7 +75,8 @@ class OpenVinoSegmenter:
         self.size = (int(metadata["image_height"]), int(metadata["image_width"]))
         self.settings = from_metadata(metadata)
         self.batch_size = batch_size
-        self.compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        self.compiled = ov.Core().compile_model(model, "CPU", F32)
+        self.edge_refiner = openvino_refiner(metadata)
 
     @classmethod
     def for_model(cls, path: Path, batch_size: int = 16) -> "OpenVinoSegmenter":
@@ -93,3 +97,15 @@ class OpenVinoSegmenter:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self.compiled(batch)[0]
+
+
+def openvino_refiner(metadata: dict[str, str]) -> LearnedRefiner | None:
+    """The export's learned boundary refiner (its ONNX graph, kept in the runtime info) compiled for the CPU."""
+    if REFINER_KEY not in metadata:
+        return None
+    ov = openvino()
+    with tempfile.TemporaryDirectory(prefix="carvana-openvino-") as scratch:
+        graph = Path(scratch) / "refiner.onnx"
+        graph.write_bytes(base64.b64decode(metadata[REFINER_KEY]))
+        compiled = ov.Core().compile_model(ov.Core().read_model(str(graph)), "CPU", F32)
+    return LearnedRefiner(lambda photos, probabilities: compiled([photos, probabilities])[0])

@@ -21,6 +21,7 @@ from carvana.core.errors import CarvanaError
 from carvana.core.params import InferenceParams
 from carvana.data.resize import resize_photo
 from carvana.inference.onnx_export import INPUT, require
+from carvana.inference.refine import refinement
 from carvana.inference.scoring import FullResScores, spread
 from carvana.inference.segmenter import FlipAveraged, Segmenter
 
@@ -105,7 +106,7 @@ def full_res_dice(
     """Mean dice of root's photos `ids` at full resolution, as the model is used (`settings`: TTA, refinement);
     `images` are the photos at the segmenter's size."""
     segmenter = FlipAveraged(segmenter) if settings.tta else segmenter
-    scores = FullResScores(root, settings.threshold, settings.refine)
+    scores = FullResScores(root, settings.threshold, refinement(settings, segmenter.edge_refiner))
     for start in range(0, len(ids), batch_size):
         rows = slice(start, start + batch_size)
         scores.add_probabilities(ids[rows], segmenter.probabilities(np.array(images[rows])))

@@ -8,11 +8,43 @@ flat. The fit's slopes and offsets vary slowly, so they are fitted on a grid a f
 fast guided filter, He and Sun, 2015): the mask follows the full-resolution photo, for a fraction of the cost.
 """
 
+from collections.abc import Callable
+from functools import partial
+
 import cv2
 import numpy as np
 
+from carvana.core.errors import CarvanaError
+from carvana.core.params import InferenceParams
+
 EPS = 1e-3  # the filter's regularisation, in squared brightness (0..1): edges weaker than ~0.03 are smoothed over
 MAX_STEP = 4  # the coarse grid's largest cell, in photo pixels: 1/16 of the exact filter's box filtering
+
+Refinement = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (H, W) probabilities, (H, W, 3) photo -> refined
+
+
+def refinement(settings: InferenceParams, learned: Refinement | None) -> Refinement | None:
+    """What the upsampled probabilities go through before the threshold, as `settings` say: the model's learned
+    boundary refiner (`learned`, carvana.inference.learned_edges), then the guided filter; None: neither."""
+    steps: list[Refinement] = []
+    if settings.edge_refiner:
+        if learned is None:
+            raise CarvanaError(
+                "inference.edge_refiner is on but this model holds no learned boundary refiner (evaluate puts "
+                "train_refiner's into stages/evaluate/model.pt); use that model, or turn it off (--no-edge-refiner)"
+            )
+        steps.append(learned)
+    if settings.refine:
+        steps.append(partial(guided, radius=settings.refine))
+    if not steps:
+        return None
+
+    def refined(probability: np.ndarray, photo: np.ndarray) -> np.ndarray:
+        for step in steps:
+            probability = step(probability, photo)
+        return probability
+
+    return refined
 
 
 def guided(

@@ -11,6 +11,7 @@ from carvana.data.imageio import read_image
 from carvana.data.layout import image_path
 from carvana.data.repaint import paint_colour, repaint
 from carvana.data.resize import resize_photo
+from carvana.inference.refine import refinement
 from carvana.inference.scoring import FullResScores
 from carvana.inference.segmenter import Segmenter
 
@@ -24,7 +25,8 @@ def repainted_dice(
     batch_size: int,
 ) -> dict[str, float]:
     """Mean full-resolution dice of root's photos `ids` in each of `paints`."""
-    scores = {paint: FullResScores(root, settings.threshold, settings.refine) for paint in paints}
+    refined = refinement(settings, segmenter.edge_refiner)
+    scores = {paint: FullResScores(root, settings.threshold, refined) for paint in paints}
     for start in range(0, len(ids), batch_size):  # a batch at a time: memory stays flat
         batch = ids[start : start + batch_size]
         photos = [read_image(image_path(root, image_id)) for image_id in batch]

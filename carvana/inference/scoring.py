@@ -12,7 +12,7 @@ import torch
 
 from carvana.data.imageio import read_image, read_mask
 from carvana.data.layout import image_path, mask_path
-from carvana.inference.refine import guided
+from carvana.inference.refine import Refinement
 from carvana.inference.segmenter import upsample
 from carvana.model.metrics import ScoreAccumulator
 
@@ -20,9 +20,9 @@ from carvana.model.metrics import ScoreAccumulator
 class FullResScores(ScoreAccumulator):
     """Dice, IoU and accuracy per photo of root's photos, at their own resolution."""
 
-    def __init__(self, root: Path, threshold: float, refine: int = 0) -> None:
+    def __init__(self, root: Path, threshold: float, refinement: Refinement | None = None) -> None:
         super().__init__()
-        self.root, self.threshold, self.refine = root, threshold, refine
+        self.root, self.threshold, self.refinement = root, threshold, refinement
         self.seconds = 0.0  # spent scoring
 
     def sink(self, ids: Sequence[str]) -> Callable[[int, np.ndarray], None]:
@@ -32,8 +32,8 @@ class FullResScores(ScoreAccumulator):
         )
 
     def add_probabilities(self, ids: Sequence[str], probabilities: np.ndarray) -> list[np.ndarray]:
-        """(N, h, w) probabilities at the model's size, upsampled to each photo's size and, with `refine` > 0,
-        refined at full resolution by a guided filter of that radius; returns the N masks scored."""
+        """(N, h, w) probabilities at the model's size, upsampled to each photo's size and refined at full
+        resolution by `refinement` (carvana.inference.refine) if any; returns the N masks scored."""
         started = time.perf_counter()
         masks = [
             self.score(probability, self.truth(image_id), partial(read_image, image_path(self.root, image_id)))
@@ -46,8 +46,8 @@ class FullResScores(ScoreAccumulator):
         """One photo's probabilities at the model's size, scored against its full-size `truth`; `photo()` is the
         photo itself, which refinement follows. Returns the mask scored."""
         full = upsample(probability, truth.shape)
-        if self.refine:
-            full = guided(full, photo(), self.refine)
+        if self.refinement:
+            full = self.refinement(full, photo())
         mask = full > self.threshold
         self.add(torch.from_numpy(mask)[None], torch.from_numpy(truth)[None])
         return mask

@@ -12,13 +12,15 @@ from torch import nn
 
 from carvana.core.params import InferenceParams
 from carvana.data.resize import resize_photo
+from carvana.inference.learned_edges import KEY, LearnedRefiner, torch_refiner
 from carvana.inference.settings import recorded
-from carvana.model.checkpoint import build_model, load_checkpoint
+from carvana.model.checkpoint import build_model, build_refiner, load_checkpoint
 
 
 class Segmenter(Protocol):
     size: tuple[int, int]  # (height, width) the model takes
     settings: InferenceParams  # how the model was scored (carvana.inference.settings)
+    edge_refiner: LearnedRefiner | None  # the learned boundary refiner evaluate put with the model, if any
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) uint8 photos at self.size -> (N, H, W) float32 car probabilities."""
@@ -47,6 +49,9 @@ class TorchSegmenter:
         self.model = PhotoProbabilities(build_model(checkpoint, checkpoint_path, self.device))
         self.size: tuple[int, int] = tuple(checkpoint["image_size"])
         self.settings = recorded(checkpoint)
+        self.edge_refiner = (
+            torch_refiner(build_refiner(checkpoint[KEY], checkpoint_path), self.device) if KEY in checkpoint else None
+        )
         self.batch_size = batch_size
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
@@ -69,7 +74,7 @@ class FlipAveraged:
 
     def __init__(self, segmenter: Segmenter) -> None:
         self.segmenter = segmenter
-        self.size, self.settings = segmenter.size, segmenter.settings
+        self.size, self.settings, self.edge_refiner = segmenter.size, segmenter.settings, segmenter.edge_refiner
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         mirrored = self.segmenter.probabilities(images[:, :, ::-1])[:, :, ::-1]
@@ -90,7 +95,7 @@ class Ensemble:
     def __init__(self, segmenters: list[Segmenter]) -> None:
         self.segmenters = segmenters
         self.size = max((segmenter.size for segmenter in segmenters), key=lambda size: size[0] * size[1])
-        self.settings = segmenters[0].settings
+        self.settings, self.edge_refiner = segmenters[0].settings, segmenters[0].edge_refiner
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         total = np.zeros((len(images), *self.size), dtype=np.float32)

@@ -3,9 +3,9 @@
 A request is a DataFrame with one column, `image`: a photo per row (JPEG, PNG or WebP at any size), its file's
 bytes base64-encoded. The answer has a row per photo: the car's mask at the photo's own size in Kaggle's run-length
 encoding (`rle`, top to bottom, left to right, 1-indexed), the photo's `width` and `height`, and with the param
-`cutout` the car on a transparent background (`cutout`: a base64 RGBA PNG). Params: `threshold`, `tta`, `refine`
-(by default as the model was scored: carvana.inference.settings), `cutout` (false), `hard` (false: the cut-out's
-edge follows the probability; true: the mask's hard edge).
+`cutout` the car on a transparent background (`cutout`: a base64 RGBA PNG). Params: `threshold`, `tta`, `refine`,
+`edge_refiner` (by default as the model was scored: carvana.inference.settings), `cutout` (false), `hard` (false:
+the cut-out's edge follows the probability; true: the mask's hard edge).
 
 A row that is not base64, over MAX_PHOTO_BYTES, not a photo Pillow decodes, or declaring more pixels than the
 decompression-bomb limit stops the request with an MlflowException(INVALID_PARAMETER_VALUE) naming the row
@@ -31,8 +31,9 @@ from carvana.core.params import InferenceParams, describe
 from carvana.inference import rle
 from carvana.inference.engine import predict
 from carvana.inference.photos import EncodedPhoto
+from carvana.inference.refine import refinement
 from carvana.inference.segmenter import FlipAveraged, TorchSegmenter
-from carvana.inference.settings import overridden
+from carvana.inference.settings import METADATA, overridden
 from carvana.inference.writers import PerPhoto, Prediction, save_cutout
 from carvana.model.device import resolve_device
 
@@ -46,6 +47,7 @@ PARAMS = ParamSchema(
         ParamSpec("threshold", "double", None),  # None: as the model was scored (carvana.inference.settings)
         ParamSpec("tta", "boolean", None),
         ParamSpec("refine", "long", None),
+        ParamSpec("edge_refiner", "boolean", None),
         ParamSpec("cutout", "boolean", False),
         ParamSpec("hard", "boolean", False),
     ]
@@ -75,7 +77,7 @@ class PhotoSegmenter(mlflow.pyfunc.PythonModel):
     ) -> pd.DataFrame:
         given = {spec.name: spec.default for spec in PARAMS.params} | (params or {})
         try:
-            settings = overridden(self.segmenter.settings, **{k: given[k] for k in ("threshold", "tta", "refine")})
+            settings = overridden(self.segmenter.settings, **{k: given[k] for k in METADATA})
             InferenceParams.model_validate(settings.model_dump())
         except ValidationError as error:
             raise invalid(describe(error.errors()[0])) from None
@@ -91,7 +93,12 @@ class PhotoSegmenter(mlflow.pyfunc.PythonModel):
         try:
             outcomes = list(
                 predict(
-                    photos, segmenter, [answer], settings.threshold, threads=os.cpu_count() or 1, refine=settings.refine
+                    photos,
+                    segmenter,
+                    [answer],
+                    settings.threshold,
+                    threads=os.cpu_count() or 1,
+                    refinement=refinement(settings, segmenter.edge_refiner),
                 )
             )
         except CarvanaError as error:

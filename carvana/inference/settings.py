@@ -1,18 +1,24 @@
-"""How a model makes its masks: the threshold, mirror TTA and the edge refinement's radius (params.yaml's
-`inference` group). evaluate scores a model with them and records them with it: in the checkpoint it writes
-(stages/evaluate/model.pt, and the registered model built from it) and in an ONNX export's metadata. Every user of
-the model (predict, serve, the served model, render_masks) starts from what is recorded, unless told otherwise."""
+"""How a model makes its masks: the threshold, mirror TTA, the learned edges and the guided filter's radius
+(params.yaml's `inference` group). evaluate scores a model with them and records them with it: in the checkpoint it
+writes (stages/evaluate/model.pt, and the registered model built from it) and in an ONNX export's metadata. Every user
+of the model (predict, serve, the served model, render_masks) starts from what is recorded, unless told otherwise."""
 
 from carvana.core.params import InferenceParams
 
-UNRECORDED = InferenceParams(threshold=0.5, tta=False, refine=0)  # a model that was never evaluated
+UNRECORDED = InferenceParams(threshold=0.5, tta=False, refine=0, edge_refiner=False)  # a model never evaluated
 KEY = "inference"  # in a checkpoint
-METADATA = {"threshold": "inference_threshold", "tta": "inference_tta", "refine": "inference_refine"}  # ONNX
+METADATA = {  # in an ONNX export
+    "threshold": "inference_threshold",
+    "tta": "inference_tta",
+    "refine": "inference_refine",
+    "edge_refiner": "inference_edge_refiner",
+}
+BEFORE_REFINER = {"edge_refiner": False}  # what models scored before the learned refiner existed were scored with
 
 
 def recorded(checkpoint: dict) -> InferenceParams:
     """The settings a checkpoint was scored with (UNRECORDED when it carries none)."""
-    return InferenceParams(**checkpoint[KEY]) if KEY in checkpoint else UNRECORDED
+    return InferenceParams(**(BEFORE_REFINER | checkpoint[KEY])) if KEY in checkpoint else UNRECORDED
 
 
 def overridden(settings: InferenceParams, **given: float | bool | int | None) -> InferenceParams:
@@ -25,15 +31,22 @@ def as_metadata(settings: InferenceParams) -> dict[str, str]:
 
 
 def from_metadata(metadata: dict[str, str]) -> InferenceParams:
-    if not all(key in metadata for key in METADATA.values()):
+    value = {name: metadata[key] for name, key in METADATA.items() if key in metadata}
+    value.setdefault("edge_refiner", "false")
+    if len(value) < len(METADATA):
         return UNRECORDED
-    value = {name: metadata[key] for name, key in METADATA.items()}
-    return InferenceParams(threshold=float(value["threshold"]), tta=value["tta"] == "true", refine=int(value["refine"]))
+    return InferenceParams(
+        threshold=float(value["threshold"]),
+        tta=value["tta"] == "true",
+        refine=int(value["refine"]),
+        edge_refiner=value["edge_refiner"] == "true",
+    )
 
 
 def described(settings: InferenceParams) -> str:
     """`threshold 0.5, mirror TTA, refine 8` (what predict and serve say they use)."""
     parts = [f"threshold {settings.threshold:g}"]
     parts += ["mirror TTA"] if settings.tta else []
+    parts += ["learned edges"] if settings.edge_refiner else []
     parts += [f"refine {settings.refine}"] if settings.refine else []
     return ", ".join(parts)

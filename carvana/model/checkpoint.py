@@ -15,9 +15,11 @@ import torch
 
 from carvana.core.atomic import atomic_write
 from carvana.core.errors import CarvanaError
+from carvana.model.refiner import EdgeRefiner
 from carvana.model.unet import UNet
 
 RETRAIN = "re-run `dvc repro -f train` to write it again"
+REFIT = "re-run `dvc repro -f train_refiner` to write it again"
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -26,8 +28,24 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
     """The checkpoint's contents, checked to hold a model's weights, config and image size."""
+    checkpoint = read_state(path, device, "train", RETRAIN)
+    problem = structure_problem(checkpoint)
+    if problem:
+        raise CarvanaError(f"{path}: not a carvana checkpoint ({problem}); {RETRAIN}")
+    return checkpoint
+
+
+def load_refiner(path: Path) -> dict[str, Any]:
+    """A learned boundary refiner's file ({"config", "model"}), checked to build."""
+    state = read_state(path, "cpu", "train_refiner", REFIT)
+    build_refiner(state, path)
+    return state
+
+
+def read_state(path: Path, device: torch.device | str, stage: str, fix: str) -> Any:
+    """What torch.save wrote to `path` (by `stage`), weights only; any failure is one line ending in `fix`."""
     if not path.exists():
-        raise CarvanaError(f"{path} not found: run the train stage first (`dvc repro train`)")
+        raise CarvanaError(f"{path} not found: run the {stage} stage first (`dvc repro {stage}`)")
     try:
         with warnings.catch_warnings():  # torch warns on stderr about pickle protocols it was not written with
             warnings.simplefilter("ignore")
@@ -35,14 +53,11 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
     except pickle.UnpicklingError:
         raise CarvanaError(
             f"{path}: not a checkpoint this project wrote (damaged, or holding objects other than tensors and "
-            f"plain containers, which are never unpickled: that could run code); {RETRAIN}"
+            f"plain containers, which are never unpickled: that could run code); {fix}"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CarvanaError(f"{path}: unreadable checkpoint ({reason}); {RETRAIN}") from None
-    problem = structure_problem(checkpoint)
-    if problem:
-        raise CarvanaError(f"{path}: not a carvana checkpoint ({problem}); {RETRAIN}")
+        raise CarvanaError(f"{path}: unreadable checkpoint ({reason}); {fix}") from None
     return checkpoint
 
 
@@ -66,8 +81,22 @@ def build_model(checkpoint: dict[str, Any], path: Path, device: torch.device | s
         model = UNet(**checkpoint["model_config"])
         model.load_state_dict(checkpoint["model"])
     except (RuntimeError, TypeError, ValueError, ZeroDivisionError) as error:
-        # load_state_dict's first line only names the model; the next ones say which weight does not fit
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
-        reason = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines[0]
-        raise CarvanaError(f"{path}: its weights do not fit the model it describes ({reason}); {RETRAIN}") from None
+        raise misfit(path, error, RETRAIN) from None
     return model.to(device).eval()
+
+
+def build_refiner(state: Any, path: Path, device: torch.device | str = "cpu") -> EdgeRefiner:
+    """A learned boundary refiner ({"config", "model"}, as train_refiner writes it, or within a scored model)."""
+    try:
+        refiner = EdgeRefiner(**state["config"])
+        refiner.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as error:
+        raise misfit(path, error, REFIT) from None
+    return refiner.to(device).eval()
+
+
+def misfit(path: Path, error: Exception, fix: str) -> CarvanaError:
+    # load_state_dict's first line only names the model; the next ones say which weight does not fit
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+    reason = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines[0]
+    return CarvanaError(f"{path}: its weights do not fit the model it describes ({reason}); {fix}")
