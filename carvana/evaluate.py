@@ -8,7 +8,6 @@ logs the scores and the model (registered as a new version of carvana-unet, the 
 fit (no val cars) has nothing to score: its model is registered, never made champion by itself.
 """
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from carvana.core.outputs import (
 from carvana.core.params import InferenceParams, Params, flatten, load_params
 from carvana.inference import rle
 from carvana.inference.learned_edges import KEY as REFINER
+from carvana.inference.learned_edges import torch_refiner
 from carvana.inference.refine import refinement
 from carvana.inference.repaint_check import repainted_dice
 from carvana.inference.scoring import FullResScores, spread
@@ -37,7 +37,7 @@ from carvana.inference.segmenter import FlipAveraged, Segmenter, TorchSegmenter
 from carvana.inference.settings import KEY
 from carvana.inference.writers import Submission
 from carvana.model.allocator import keep_freed_memory
-from carvana.model.checkpoint import load_checkpoint, load_refiner, save_checkpoint
+from carvana.model.checkpoint import build_refiner, load_checkpoint, load_refiner, save_checkpoint
 from carvana.model.device import resolve_device
 from carvana.model.metrics import ScoreAccumulator
 from carvana.tracking import registry
@@ -103,11 +103,10 @@ def scored_model(settings: InferenceParams) -> dict[str, Any]:
 
 
 def load_segmenter(params: Params) -> Segmenter:
-    """The model as scored_model makes it, run as `inference` says (mirror TTA or not)."""
-    with tempfile.TemporaryDirectory(prefix="carvana-evaluate-") as scratch:
-        path = Path(scratch) / "model.pt"
-        save_checkpoint(path, scored_model(params.inference))
-        segmenter = TorchSegmenter(path, resolve_device("auto"), params.evaluate.batch_size)
+    """The best checkpoint with the learned boundary refiner, run as `inference` says (mirror TTA or not)."""
+    device = resolve_device("auto")
+    segmenter = TorchSegmenter(checkpoint_path("best.pt"), device, params.evaluate.batch_size)
+    segmenter.edge_refiner = torch_refiner(build_refiner(load_refiner(refiner_path()), refiner_path()), device)
     return FlipAveraged(segmenter) if params.inference.tta else segmenter
 
 

@@ -26,9 +26,10 @@ CAR = "0aaaaaaaaaaa"
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    """A workspace where download, split_val, prepare, train and evaluate have run (no DVC: the stages alone)."""
+    """A workspace where download, split_val, prepare, train, train_refiner and evaluate have run (no DVC: the stages
+    alone)."""
     workspace = Workspace(tmp_path_factory.mktemp("bad-input") / "base")
-    for stage in ("download", "split_val", "prepare", "train", "evaluate"):
+    for stage in ("download", "split_val", "prepare", "train", "train_refiner", "evaluate"):
         workspace.run("python", "-m", f"carvana.{stage}")
     return workspace
 
@@ -192,6 +193,18 @@ def random_checkpoint(ws: Checkout) -> str:
     return "best.pt: not a checkpoint this project wrote"
 
 
+def random_refiner(ws: Checkout) -> str:
+    (ws.root / "stages/train_refiner/refiner.pt").write_bytes(np.random.default_rng(0).bytes(5000))
+    return "refiner.pt: not a checkpoint this project wrote"
+
+
+def refiner_of_another_width(ws: Checkout) -> str:
+    path = ws.root / "stages/train_refiner/refiner.pt"
+    refiner = torch.load(path, weights_only=True)
+    torch.save(refiner | {"config": {"width": 2 * refiner["config"]["width"]}}, path)
+    return "refiner.pt: its weights do not fit the model it describes (size mismatch for body.0.weight"
+
+
 def checkpoint_edit(edit: Callable[[dict], None]) -> Callable[[Checkout], None]:
     def breaker(ws: Checkout) -> None:
         path = ws.root / "stages/train/checkpoints/best.pt"
@@ -271,6 +284,9 @@ REFUSED = {
     "car name with a space": Case("download", car_name_with_a_space),
     "crafted best.pt": Case("evaluate", crafted_checkpoint),
     "random-bytes best.pt": Case("evaluate", random_checkpoint),
+    "random-bytes best.pt at train_refiner": Case("train_refiner", random_checkpoint),
+    "random-bytes refiner.pt": Case("evaluate", random_refiner),
+    "refiner.pt of another width": Case("evaluate", refiner_of_another_width),
     "best.pt without model_config": Case("evaluate", checkpoint_without_config),
     "best.pt of another shape": Case("evaluate", checkpoint_of_another_shape),
     "a final fit's best.pt of another shape": Case("evaluate", final_fit_checkpoint_of_another_shape),

@@ -244,9 +244,10 @@ def unzipped(path: Path) -> bytes:
 def test_a_refiner_param_refits_the_refiner_alone_into_the_same_run(workspace):
     result = workspace.run("dvc", "exp", "run", "-n", "longer-refit", "-S", "train_refiner.steps=7")
     ran = [line for line in result.stdout.splitlines() if line.startswith("Running stage")]
-    assert ran == [
-        f"Running stage '{stage}':" for stage in ("check_params", "train_refiner", "evaluate", "render_masks")
-    ]
+    # the network is not trained again; evaluate reruns only if the refit changed refiner.pt (the tiny network calls
+    # every pixel car: no edge, nothing for the refiner to learn)
+    assert ran[:2] == ["Running stage 'check_params':", "Running stage 'train_refiner':"]
+    assert "Running stage 'train':" not in ran
     client, found = runs(workspace)
     assert len(found) == 2  # the network is the main branch's: its run gets the refit
     run_id = workspace.json("stages/train/mlflow_run.json")["run_id"]
