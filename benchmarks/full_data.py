@@ -27,7 +27,7 @@ from benchmarks.report import machine
 from carvana.preset import merged
 from carvana.sources.synthetic import generate
 
-STAGES = ("check_params", "download", "split_val", "prepare", "train", "evaluate", "render_masks")
+STAGES = ("check_params", "download", "split_val", "prepare", "train", "train_refiner", "evaluate", "render_masks")
 POLL = 0.25  # seconds between memory samples: stages run for minutes, and sampling costs CPU
 BIN = Path(sys.executable).parent
 # the stages' `python` is this environment's; the clone's own MLflow store and DVC settings

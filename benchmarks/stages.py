@@ -19,10 +19,11 @@ from benchmarks.report import Row, megabytes
 from carvana.data.layout import IMAGE_DIR, MASK_DIR, car_of, image_path, mask_path
 from carvana.preset import merged
 
-STAGES = ("prepare", "train", "evaluate", "render_masks")
+STAGES = ("prepare", "train", "train_refiner", "evaluate", "render_masks")
 TINY = {
     "prepare": {"image_height": 32, "image_width": 48, "workers": 2},
     "train": {"epochs": 1, "batch_size": 8, "full_res_every": 1, "panels_per_epoch": 2, "model": {"features": [4, 8]}},
+    "train_refiner": {"steps": 4, "batch_size": 4, "tiles_per_photo": 2},
     "evaluate": {"repaint": ["yellow"]},  # the repaint check in one paint: eight would make evaluate 9x as long
     "render_masks": {"worst_cases": 4, "overlay_width": 240},
 }

@@ -34,6 +34,7 @@ ROWS = (
     "sharing: dvc push + dvc pull",
     "prepare: peak memory",
     "train: peak memory",
+    "train_refiner: peak memory",
     "evaluate: peak memory",
     "render_masks: peak memory",
 )
