@@ -85,6 +85,7 @@ def fit(
         photos, probabilities, truths, weights = (
             torch.from_numpy(column[picks]).to(device) for column in vars(tiles).values()
         )
+        truths, weights = truths.float(), weights.float()  # stored as bytes
         if rng.random() < 0.5:
             photos, probabilities, truths, weights = (t.flip(2) for t in (photos, probabilities, truths, weights))
         loss = (criterion(refiner(photos, probabilities), truths) * weights).sum() / weights.sum().clamp(min=1)

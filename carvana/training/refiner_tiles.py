@@ -24,8 +24,8 @@ SIZE = TILE + 2 * MARGIN  # a tile with its context
 class Tiles:
     photos: np.ndarray  # (K, SIZE, SIZE, 3) uint8
     probabilities: np.ndarray  # (K, SIZE, SIZE) float32, the coarse network's, upsampled (and shifted)
-    truths: np.ndarray  # (K, SIZE, SIZE) float32 {0, 1}
-    weights: np.ndarray  # (K, SIZE, SIZE) float32: 1 on the band pixels inside the tile (what inference replaces)
+    truths: np.ndarray  # (K, SIZE, SIZE) uint8 {0, 1}
+    weights: np.ndarray  # (K, SIZE, SIZE) uint8: 1 on the band pixels inside the tile (what inference replaces)
 
 
 def sample_tiles(
@@ -46,7 +46,7 @@ def sample_tiles(
         coarse = segmenter.probabilities(np.require(images[rows], requirements="CW"))
         for image_id, probability in zip(ids[rows], coarse):
             photo = read_image(image_path(root, image_id))
-            truth = read_mask(mask_path(root, image_id)).astype(np.float32)
+            truth = read_mask(mask_path(root, image_id))
             parts.append(photo_tiles(photo, truth, upsample(probability, truth.shape), per_photo, jitter, rng))
     return Tiles(*(np.concatenate(column) for column in zip(*parts)))
 
@@ -63,8 +63,8 @@ def photo_tiles(
     origins = (centres[rng.integers(len(centres), size=count)] - TILE // 2).clip(0, limit)
     shifts = rng.integers(-jitter, jitter + 1, size=(count, 2))
     photos, truths = padded(photo), padded(truth)
-    probabilities, regions = padded(probability), padded(region.astype(np.float32))
-    inner = np.zeros((SIZE, SIZE), dtype=np.float32)
+    probabilities, regions = padded(probability), padded(region.astype(np.uint8))
+    inner = np.zeros((SIZE, SIZE), dtype=np.uint8)
     inner[MARGIN:-MARGIN, MARGIN:-MARGIN] = 1
     columns: list[list[np.ndarray]] = [[], [], [], []]
     for (y, x), (dy, dx) in zip(origins, shifts):
