@@ -16,6 +16,8 @@ from conftest import untrained_checkpoint
 from benchmarks.measure import peak_memory
 from benchmarks.stages import stage_workspace
 from carvana.data.layout import image_ids
+from carvana.model.checkpoint import save_checkpoint
+from carvana.model.refiner import EdgeRefiner
 from carvana.sources.synthetic import generate
 
 
@@ -24,6 +26,9 @@ def evaluate_peak(root: Path, copies: int, work: Path) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
     subprocess.run([sys.executable, "-m", "carvana.prepare"], cwd=workspace, env=env, check=True, capture_output=True)
     untrained_checkpoint(workspace / "stages" / "train" / "checkpoints" / "best.pt", size=(32, 48))
+    save_checkpoint(
+        workspace / "stages/train_refiner/refiner.pt", {"config": {"width": 4}, "model": EdgeRefiner(4).state_dict()}
+    )
     run_file = workspace / "stages" / "train" / "mlflow_run.json"
     run_file.write_text('{"run_id": "0123456789abcdef", "experiment_id": "0"}')  # no such run: evaluate opens one
     return peak_memory([sys.executable, "-m", "carvana.evaluate"], workspace, env)
