@@ -29,7 +29,6 @@ from carvana.core.outputs import (
 from carvana.core.params import InferenceParams, Params, flatten, load_params
 from carvana.inference import rle
 from carvana.inference.learned_edges import KEY as REFINER
-from carvana.inference.learned_edges import torch_refiner
 from carvana.inference.refine import refinement
 from carvana.inference.repaint_check import repainted_dice
 from carvana.inference.scoring import FullResScores, spread
@@ -37,7 +36,7 @@ from carvana.inference.segmenter import FlipAveraged, Segmenter, TorchSegmenter
 from carvana.inference.settings import KEY
 from carvana.inference.writers import Submission
 from carvana.model.allocator import keep_freed_memory
-from carvana.model.checkpoint import build_refiner, load_checkpoint, load_refiner, save_checkpoint
+from carvana.model.checkpoint import load_checkpoint, load_refiner, save_checkpoint
 from carvana.model.device import resolve_device
 from carvana.model.metrics import ScoreAccumulator
 from carvana.tracking import registry
@@ -54,11 +53,12 @@ def main() -> None:
     val = load_prepared("val")
     out = stage_dir("evaluate")
     settings = params.inference
-    segmenter = load_segmenter(params)  # before anything is written: an unusable best.pt changes no output
+    model = scored_model(settings)  # before anything is written: an unusable best.pt or refiner.pt changes no output
+    segmenter = load_segmenter(model, params)
     scored = score(segmenter, val, params) if val.ids else None
     if scored is None:
         write_unscored(out)
-    save_checkpoint(scored_model_path(), scored_model(settings))
+    save_checkpoint(scored_model_path(), model)
     with continue_run(run_id, "evaluate") as run:
         mlflow.set_tags(flatten(settings, "inference."))
         if scored is not None:
@@ -102,11 +102,9 @@ def scored_model(settings: InferenceParams) -> dict[str, Any]:
     }
 
 
-def load_segmenter(params: Params) -> Segmenter:
-    """The best checkpoint with the learned boundary refiner, run as `inference` says (mirror TTA or not)."""
-    device = resolve_device("auto")
-    segmenter = TorchSegmenter(checkpoint_path("best.pt"), device, params.evaluate.batch_size)
-    segmenter.edge_refiner = torch_refiner(build_refiner(load_refiner(refiner_path()), refiner_path()), device)
+def load_segmenter(model: dict[str, Any], params: Params) -> Segmenter:
+    """The scored model (best.pt with the refiner), run as `inference` says (mirror TTA or not)."""
+    segmenter = TorchSegmenter(checkpoint_path("best.pt"), resolve_device("auto"), params.evaluate.batch_size, model)
     return FlipAveraged(segmenter) if params.inference.tta else segmenter
 
 

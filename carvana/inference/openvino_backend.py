@@ -107,5 +107,6 @@ def openvino_refiner(metadata: dict[str, str]) -> LearnedRefiner | None:
     with tempfile.TemporaryDirectory(prefix="carvana-openvino-") as scratch:
         graph = Path(scratch) / "refiner.onnx"
         graph.write_bytes(base64.b64decode(metadata[REFINER_KEY]))
-        compiled = ov.Core().compile_model(ov.Core().read_model(str(graph)), "CPU", F32)
+        core = ov.Core()
+        compiled = core.compile_model(core.read_model(str(graph)), "CPU", F32)
     return LearnedRefiner(lambda photos, probabilities: compiled([photos, probabilities])[0])

@@ -3,7 +3,7 @@ upsampled to any size (Kaggle scored masks at the photo's original resolution: u
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -41,10 +41,16 @@ class PhotoProbabilities(nn.Module):
 
 
 class TorchSegmenter:
-    """A checkpoint run with PyTorch."""
+    """A checkpoint run with PyTorch (`checkpoint`: its contents, when the caller has already read them)."""
 
-    def __init__(self, checkpoint_path: Path, device: torch.device | str = "cpu", batch_size: int = 16) -> None:
-        checkpoint = load_checkpoint(checkpoint_path, device)
+    def __init__(
+        self,
+        checkpoint_path: Path,
+        device: torch.device | str = "cpu",
+        batch_size: int = 16,
+        checkpoint: dict[str, Any] | None = None,
+    ) -> None:
+        checkpoint = checkpoint if checkpoint is not None else load_checkpoint(checkpoint_path, device)
         self.device = torch.device(device)
         self.model = PhotoProbabilities(build_model(checkpoint, checkpoint_path, self.device))
         self.size: tuple[int, int] = tuple(checkpoint["image_size"])

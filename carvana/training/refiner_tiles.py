@@ -43,7 +43,7 @@ def sample_tiles(
     parts: list[tuple[np.ndarray, ...]] = []
     for start in range(0, len(ids), batch_size):
         rows = slice(start, start + batch_size)
-        coarse = segmenter.probabilities(np.require(images[rows], requirements="CW"))
+        coarse = segmenter.probabilities(images[rows])
         for image_id, probability in zip(ids[rows], coarse):
             photo = read_image(image_path(root, image_id))
             truth = read_mask(mask_path(root, image_id))
