@@ -7,7 +7,9 @@ training cost in TFLOPs. evaluate puts the refiner into the model it scores; `in
 masks are made with it.
 """
 
+import tempfile
 import time
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -43,15 +45,24 @@ def main() -> None:
     segmenter = FlipAveraged(coarse) if params.inference.tta else coarse  # the probabilities it will refine
     train = load_prepared("train")
     started = time.perf_counter()
-    tiles = sample_tiles(
-        segmenter, stage_dir("download"), train.ids, train.images, cfg.tiles_per_photo, cfg.jitter, rng
-    )
     config = refiner_config(cfg.width)
     refiner = EdgeRefiner(**config).to(device)
-    losses = fit(refiner, tiles, cfg, rng, device)
+    with tempfile.TemporaryDirectory(prefix="carvana-tiles-") as scratch:
+        tiles = sample_tiles(
+            segmenter,
+            stage_dir("download"),
+            train.ids,
+            train.images,
+            cfg.tiles_per_photo,
+            cfg.jitter,
+            rng,
+            Path(scratch),
+        )
+        losses = fit(refiner, tiles, cfg, rng, device)
+        coarse_error, refined_error = band_errors(refiner, tiles, device)
     metrics = {
-        "refiner_band_error_coarse": band_error(tiles, tiles.probabilities),
-        "refiner_band_error": band_error(tiles, refined(refiner, tiles, device)),
+        "refiner_band_error_coarse": coarse_error,
+        "refiner_band_error": refined_error,
         "refiner_tiles": len(tiles.photos),
         "refiner_tflops": float(f"{refiner_flops_per_tile(config, SIZE) * cfg.steps * cfg.batch_size / 1e12:.4g}"),
         "refiner_minutes": (time.perf_counter() - started) / 60,
@@ -101,21 +112,22 @@ def fit(
 
 
 @torch.no_grad()
-def refined(refiner: EdgeRefiner, tiles: Tiles, device: torch.device, batch_size: int = 64) -> np.ndarray:
-    """The refiner's probabilities on every tile."""
+def band_errors(refiner: EdgeRefiner, tiles: Tiles, device: torch.device, batch_size: int = 64) -> tuple[float, float]:
+    """The share of the tiles' band pixels on the wrong side of 0.5: upsampled, and refined."""
     model = TileProbabilities(refiner)
-    parts = []
+    wrong, band = np.zeros(2), 0
     for start in range(0, len(tiles.photos), batch_size):
         rows = slice(start, start + batch_size)
-        photos, probabilities = (torch.from_numpy(a[rows]).to(device) for a in (tiles.photos, tiles.probabilities))
-        parts.append(model(photos, probabilities).cpu())
-    return torch.cat(parts).numpy()
-
-
-def band_error(tiles: Tiles, probabilities: np.ndarray) -> float:
-    """The share of the tiles' band pixels on the wrong side of 0.5."""
-    wrong = (probabilities > 0.5) != (tiles.truths > 0.5)
-    return float((wrong * tiles.weights).sum() / max(tiles.weights.sum(), 1))
+        photos, probabilities = (
+            torch.from_numpy(np.asarray(a[rows])).to(device) for a in (tiles.photos, tiles.probabilities)
+        )
+        inside = tiles.weights[rows] == 1
+        truths = tiles.truths[rows][inside] == 1
+        for which, guess in enumerate((tiles.probabilities[rows], model(photos, probabilities).cpu().numpy())):
+            wrong[which] += np.count_nonzero((guess[inside] > 0.5) != truths)
+        band += np.count_nonzero(inside)
+    coarse, refined = wrong / max(band, 1)
+    return float(coarse), float(refined)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 (carvana/model/refiner.py), its training tiles (carvana/training/refiner_tiles.py), its cost in FLOPs and where the
 settings switch it on (carvana/inference/refine.py)."""
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -106,10 +107,12 @@ def test_training_tiles_are_seeded_and_centred_on_the_edge(tmp_path):
     images = np.stack([resize_photo(read_image(image_path(tmp_path, image_id)), (32, 48)) for image_id in ids])
 
     def tiles(seed: int) -> Tiles:
-        return sample_tiles(Brightness(), tmp_path, ids, images, 5, 2, np.random.default_rng(seed))
+        folder = Path(tempfile.mkdtemp(dir=tmp_path))
+        return sample_tiles(Brightness(), tmp_path, ids, images, 5, 2, np.random.default_rng(seed), folder)
 
     first, again, other = tiles(1), tiles(1), tiles(2)
     assert first.photos.shape == (10, SIZE, SIZE, 3) and first.truths.shape == (10, SIZE, SIZE)
+    assert np.array_equal(np.load(first.photos.filename), first.photos)  # on disk, read back memory-mapped
     assert all(np.array_equal(a, b) for a, b in zip(vars(first).values(), vars(again).values()))
     assert not np.array_equal(first.photos, other.photos)
     assert np.array_equal(first.truths > 0.5, first.photos.mean(axis=3) > 110)  # each tile's truth is its photo's
