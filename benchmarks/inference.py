@@ -2,18 +2,17 @@
 
 Masks: the engine writing Kaggle mask GIFs at the photos' 1918x1280 vs a milesial/Pytorch-UNet-style loop (full decode,
 PIL bicubic resize, one photo at a time through the model, logits upsampled with torch, thresholded, GIF saved). Served:
-the masks as the cpu recipe makes them (mirror TTA, guided refinement) vs the same with the exact guided filter it used
-before. Render: render_masks on a folder of photos (the engine drawing overlays) vs a photo-by-photo path. Memory: the
-peak memory of `python -m carvana.predict --masks` over 4x as many photos as over the base set: flat memory keeps it
-near 1. The model is the default U-Net trained for a few epochs on the benchmark's own photos, so its masks (and the
-GIFs encoding them) look like a real model's.
+the masks as the recommended recipe makes them (`cpu edges`: mirror TTA, the learned boundary refiner) vs as the `cpu`
+recipe does (mirror TTA, guided refinement). Render: render_masks on a folder of photos (the engine drawing overlays) vs
+a photo-by-photo path. Memory: the peak memory of `python -m carvana.predict --masks` over 4x as many photos as over the
+base set: flat memory keeps it near 1. The model is the default U-Net trained for a few epochs on the benchmark's own
+photos, so its masks (and the GIFs encoding them) look like a real model's.
 """
 
 import os
 import subprocess
 import sys
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,16 +24,19 @@ from benchmarks.dataset import REPO, photo_size
 from benchmarks.measure import Spread, compare, peak_memory
 from benchmarks.recipes import Recipe
 from benchmarks.report import Row, megabytes
+from carvana.core.params import InferenceParams
 from carvana.data.imageio import mask_image, read_image
 from carvana.data.layout import image_path
 from carvana.data.pictures import overlay, resize_to_width
 from carvana.data.resize import resize_mask, resize_photo
 from carvana.inference.engine import predict
+from carvana.inference.learned_edges import KEY as REFINER
 from carvana.inference.photos import Photo
-from carvana.inference.refine import Refinement, guided, refinement
-from carvana.inference.segmenter import FlipAveraged, TorchSegmenter
+from carvana.inference.refine import refinement
+from carvana.inference.segmenter import FlipAveraged, Segmenter, TorchSegmenter
 from carvana.inference.writers import MaskGifs
-from carvana.model.checkpoint import save_checkpoint
+from carvana.model.checkpoint import load_checkpoint, save_checkpoint
+from carvana.model.refiner import EdgeRefiner, refiner_config
 from carvana.model.unet import UNet, unet_config
 from carvana.render_masks import Overlays
 from carvana.training.augment import train_transform
@@ -89,33 +91,50 @@ def measure_masks(
 
 
 def measure_served(
-    recipe: Recipe, root: Path, ids: list[str], checkpoint: Path, work: Path, repeats: int, min_seconds: float
+    recipe: Recipe,
+    today: Recipe,
+    root: Path,
+    ids: list[str],
+    checkpoint: Path,
+    work: Path,
+    repeats: int,
+    min_seconds: float,
 ) -> Row:
-    """predict --masks as the recipe is meant to be used (its `inference` settings: mirror TTA, guided refinement on
-    a coarse grid) vs the same with the exact guided filter it replaced (He et al. 2010, every photo pixel)."""
-    settings = recipe.params.inference
-    segmenter = TorchSegmenter(checkpoint)
-    segmenter = FlipAveraged(segmenter) if settings.tta else segmenter
+    """predict --masks as `recipe` is meant to be used (its `inference` settings) vs as `today` makes them, the same
+    network in both. The model carries a refiner as train_refiner starts it: its speed does not depend on its
+    weights, and where it runs (the tiles the coarse edge crosses) comes from the trained network."""
+    config = refiner_config(recipe.params.train_refiner.width)
+    model = load_checkpoint(checkpoint) | {REFINER: {"config": config, "model": EdgeRefiner(**config).state_dict()}}
     photos = [Photo(i, str(image_path(root, i)), image_path(root, i)) for i in ids]
     out = work / "served-masks"
 
-    def masks(refined: Refinement | None) -> int:
-        made = predict(
-            photos, segmenter, [MaskGifs(out)], settings.threshold, threads=os.cpu_count() or 1, refinement=refined
-        )
-        return sum(1 for _ in made)
+    def served(settings: InferenceParams) -> Callable[[], int]:
+        segmenter: Segmenter = TorchSegmenter(checkpoint, checkpoint=model)
+        segmenter = FlipAveraged(segmenter) if settings.tta else segmenter
+        refined = refinement(settings, segmenter.edge_refiner)
+        threads = os.cpu_count() or 1
 
-    served = refinement(settings, segmenter.edge_refiner)
-    exact = partial(guided, radius=settings.refine, step=1)
-    masks(served)  # warm-up
+        def masks() -> int:
+            made = predict(photos, segmenter, [MaskGifs(out)], settings.threshold, threads=threads, refinement=refined)
+            return sum(1 for _ in made)
+
+        return masks
+
+    ours, theirs = served(recipe.params.inference), served(today.params.inference)
+    ours()  # warm-up
     height, width = photo_size(root, ids[0])
     return Row.of(
-        f"inference: the {recipe.name} recipe as served (TTA {settings.tta}, refine {settings.refine}) vs with the "
-        f"exact guided filter ({width}x{height} photos, {recipe.network})",
-        compare(partial(masks, served), partial(masks, exact), repeats, min_seconds),
+        f"inference: the {recipe.name} recipe as served ({described(recipe.params.inference)}) vs the {today.name} "
+        f"recipe ({described(today.params.inference)}; {width}x{height} photos, {recipe.network})",
+        compare(ours, theirs, repeats, min_seconds),
         "masks/s",
         "ours ≥ 10 masks/s",
     )
+
+
+def described(settings: InferenceParams) -> str:
+    edges = "learned edges" if settings.edge_refiner else f"refine {settings.refine}" if settings.refine else "plain"
+    return f"TTA {settings.tta}, {edges}"
 
 
 def milesial_mask(model: torch.nn.Module, size: tuple[int, int], path: Path, out: Path) -> None:

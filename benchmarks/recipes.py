@@ -1,4 +1,5 @@
-"""The recipes measured: params.yaml's defaults, the original tutorial's `seed` preset and the `cpu` preset."""
+"""The recipes measured: params.yaml's defaults, the original tutorial's `seed` preset, the `cpu` preset and `cpu` with
+the `edges` preset over it (the learned boundary refiner)."""
 
 from dataclasses import dataclass
 
@@ -33,10 +34,11 @@ class Recipe:
         return Recipe(self.name, self.params.model_copy(update={"prepare": prepare, "train": train}), steps)
 
 
-def recipes() -> tuple[Recipe, Recipe, Recipe]:
-    """(default, seed, cpu), each preset applied over params.yaml as `dvc exp run` would."""
+def recipes() -> tuple[Recipe, Recipe, Recipe, Recipe]:
+    """(default, seed, cpu, cpu edges), each preset applied over params.yaml as `dvc exp run` would."""
     base = yaml.safe_load((REPO / "params.yaml").read_text())
     default = Recipe("default", parse(base), steps=None)
     seed = Recipe("seed", parse(merged(base, load_preset("seed"))), steps=SEED_STEPS)
-    cpu = Recipe("cpu", parse(merged(base, load_preset("cpu"))), steps=None)
-    return default, seed, cpu
+    cpu = merged(base, load_preset("cpu"))
+    edges = Recipe("cpu edges", parse(merged(cpu, load_preset("edges"))), steps=None)
+    return default, seed, Recipe("cpu", parse(cpu), steps=None), edges

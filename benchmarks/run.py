@@ -55,9 +55,11 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings(
         args.images or base.images, args.repeats or base.repeats, base.min_seconds, base.training_epochs
     )
-    default, seed, cpu = recipes()
+    default, seed, cpu, edges = recipes()
     if args.quick:
-        default, seed, cpu = (r.shrunk(QUICK_SIZE, QUICK_BATCH, QUICK_STEPS) for r in (default, seed, cpu))
+        default, seed, cpu, edges = (
+            r.shrunk(QUICK_SIZE, QUICK_BATCH, QUICK_STEPS) for r in (default, seed, cpu, edges)
+        )
     header = machine(torch.__version__, torch.get_num_threads())
     torch.manual_seed(default.params.seed)
 
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
             training.measure(seed, prepared_arrays(root, ids, seed.size, work), *timing),
             processes.measure(default, default_arrays, work, *timing),
             inference.measure_masks(default, root, ids, checkpoint, work, *timing),
-            inference.measure_served(cpu, root, ids, cpu_checkpoint, work, *timing),
+            inference.measure_served(edges, cpu, root, ids, cpu_checkpoint, work, *timing),
             inference.measure_render(default, root, ids, checkpoint, work, *timing),
             inference.measure_memory(root, ids, checkpoint, work),
             inference.measure_ray(root, ids, checkpoint, work, settings.repeats),

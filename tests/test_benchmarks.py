@@ -21,7 +21,7 @@ ROWS = (
     "training: end to end vs model-only (seed ",
     "training: 2 torchrun processes vs 1",
     "inference: predict --masks vs a milesial-style loop",
-    "inference: the cpu recipe as served (TTA True, refine 8) vs with the exact guided filter",
+    "inference: the cpu edges recipe as served (TTA True, learned edges) vs the cpu recipe (TTA True, refine 8; ",
     "render_masks: the engine vs a photo-by-photo path",
     "inference: peak memory of predict",
     "inference: predict --ray vs predict",
