@@ -27,6 +27,7 @@ from carvana.core.atomic import atomic_write, write_text
 from carvana.core.cli import Parser
 from carvana.core.errors import CarvanaError, run_main
 from carvana.core.redact import redact
+from carvana.inference.settings import BEFORE_REFINER
 from carvana.tracking.store import EXPERIMENT, connect, tracking_uri
 from carvana.training.resume import EXECUTION_ONLY
 
@@ -84,8 +85,8 @@ class Recipe:
 
 
 def recipes(client: MlflowClient, experiment: str, fold: int | None = None) -> list[Recipe]:
-    """Fold runs that finished evaluation (of `fold` only, when given), grouped by everything but the fold; the
-    newest run of each fold."""
+    """Fold runs that finished evaluation (of `fold` only, when given), grouped by everything but the fold that
+    decides their masks; the newest run of each fold."""
     found = client.get_experiment_by_name(experiment)
     if found is None:
         raise CarvanaError(
@@ -101,8 +102,7 @@ def recipes(client: MlflowClient, experiment: str, fold: int | None = None) -> l
             continue
         if fold is not None and int(params["split_val.fold"]) != fold:
             continue
-        key = tuple(sorted((k, v) for k, v in params.items() if k != "split_val.fold" and k not in EXECUTION_ONLY))
-        groups.setdefault(key, {}).setdefault(int(params["split_val.fold"]), run)
+        groups.setdefault(recipe_key(run), {}).setdefault(int(params["split_val.fold"]), run)
     if not groups:
         which = "fold runs" if fold is None else f"runs of fold {fold}"
         raise CarvanaError(
@@ -110,6 +110,17 @@ def recipes(client: MlflowClient, experiment: str, fold: int | None = None) -> l
             "run them with `dvc exp run -S split_val.folds=4 -S split_val.fold=N`"
         )
     return [recipe_of(index, by_fold) for index, by_fold in enumerate(groups.values(), 1)]
+
+
+def recipe_key(run: Run) -> tuple[tuple[str, str], ...]:
+    """What decides a fold's masks but the fold: the params, and the tags of the settings evaluate made the masks
+    with (`inference.*`) and of the refiner when it made them (`train_refiner.*`: a refit keeps the network's run)."""
+    params = run.data.params
+    decided = {k: v for k, v in params.items() if k != "split_val.fold" and k not in EXECUTION_ONLY}
+    tags = {f"inference.{k}": str(v) for k, v in BEFORE_REFINER.items()} | run.data.tags  # runs older than a setting
+    groups = ("inference.", "train_refiner.") if tags["inference.edge_refiner"] == "True" else ("inference.",)
+    decided |= {k: v for k, v in tags.items() if k.startswith(groups) and not k.endswith(".git.commit")}
+    return tuple(sorted(decided.items()))
 
 
 def recipe_of(index: int, by_fold: dict[int, Run]) -> Recipe:
