@@ -2,7 +2,7 @@
 
 Masks: the engine writing Kaggle mask GIFs at the photos' 1918x1280 vs a milesial/Pytorch-UNet-style loop (full decode,
 PIL bicubic resize, one photo at a time through the model, logits upsampled with torch, thresholded, GIF saved). Served:
-the masks as the recommended recipe makes them (`cpu edges`: mirror TTA, the learned boundary refiner) vs as the `cpu`
+the masks as the `cpu edges` recipe makes them (mirror TTA, the learned boundary refiner) vs as the recommended `cpu`
 recipe does (mirror TTA, guided refinement). Render: render_masks on a folder of photos (the engine drawing overlays) vs
 a photo-by-photo path. Memory: the peak memory of `python -m carvana.predict --masks` over 4x as many photos as over the
 base set: flat memory keeps it near 1. The model is the default U-Net trained for a few epochs on the benchmark's own
