@@ -42,7 +42,14 @@ def main() -> None:
     args = parser.parse_args()
     ranks = distributed.start("cpu")
     augment = AugmentParams(
-        rotate_limit=35, rotate_p=1, hflip_p=0.5, vflip_p=0.1, brightness_contrast_p=0.5, colour_p=0, repaint_p=0
+        rotate_limit=35,
+        rotate_p=1,
+        hflip_p=0.5,
+        vflip_p=0.1,
+        brightness_contrast_p=0.5,
+        colour_p=0,
+        repaint_p=0,
+        repaint_feather=0,
     )
     loader = make_loader(
         SegmentationArrays(*photos(), train_transform(augment), seed=7), BATCH, True, 0, False, ranks.rank, ranks.world

@@ -51,6 +51,19 @@ def test_a_photo_without_a_car_is_returned_unchanged() -> None:
     assert np.array_equal(repaint(photo, np.zeros(photo.shape[:2]), paint_colour("yellow")), photo)
 
 
+def test_a_feathered_repaint_fades_across_the_edge_and_nowhere_else() -> None:
+    photo, mask = car_photo()
+    hard, soft = repaint(photo, mask, paint_colour("yellow")), repaint(photo, mask, paint_colour("yellow"), 0.7)
+    assert np.array_equal(soft[20:40, 25:65], hard[20:40, 25:65])  # inside, 5 pixels from the edge: wholly painted
+    far = np.ones_like(mask, dtype=bool)
+    far[10:50, 15:75] = False
+    assert np.array_equal(soft[far], photo[far])  # outside, 5 pixels from the edge: untouched
+    for inside, outside in ((20, 19), (69, 70)):  # the edge's pixels, on row 30
+        photo_px, hard_px, soft_px = (image[30, inside].astype(float) for image in (photo, hard, soft))
+        assert 0.55 < np.abs(soft_px - photo_px).sum() / np.abs(hard_px - photo_px).sum() < 0.95  # mostly paint
+        assert not np.array_equal(soft[30, outside], photo[30, outside])  # a little paint
+
+
 def test_random_paints_cover_the_colour_wheel() -> None:
     rng = np.random.default_rng(0)
     hues = [colorsys.rgb_to_hsv(*random_colour(rng))[0] for _ in range(500)]
@@ -60,7 +73,14 @@ def test_random_paints_cover_the_colour_wheel() -> None:
 def test_training_repaints_the_car_alone_and_keeps_the_mask() -> None:
     photo, mask = car_photo()
     augment = AugmentParams(
-        rotate_limit=0, rotate_p=0, hflip_p=0, vflip_p=0, brightness_contrast_p=0, colour_p=0, repaint_p=1
+        rotate_limit=0,
+        rotate_p=0,
+        hflip_p=0,
+        vflip_p=0,
+        brightness_contrast_p=0,
+        colour_p=0,
+        repaint_p=1,
+        repaint_feather=0,
     )
     transform = train_transform(augment)
     results = []

@@ -104,6 +104,9 @@ class AugmentParams(Group):
         description="the whole photo's colours changed: hue rotated, channels shuffled or grey"
     )
     repaint_p: Probability = Field(description="the car (its mask) repainted in a random colour, its shading kept")
+    repaint_feather: Float = Field(
+        ge=0, le=8, description="pixels (a Gaussian's sigma) the repaint fades over across the car's edge; 0: hard"
+    )
 
 
 class TrainParams(Group):

@@ -22,7 +22,7 @@ def to_unit_range() -> A.Normalize:
 def train_transform(augment: AugmentParams) -> A.Compose:
     return A.Compose(
         [
-            RepaintCar(p=augment.repaint_p),
+            RepaintCar(augment.repaint_feather, p=augment.repaint_p),
             A.OneOf([A.HueSaturationValue(180, 0, 0, p=1), A.ChannelShuffle(p=1), A.ToGray(p=1)], p=augment.colour_p),
             A.Rotate(limit=augment.rotate_limit, p=augment.rotate_p),
             A.HorizontalFlip(p=augment.hflip_p),
@@ -36,13 +36,17 @@ def train_transform(augment: AugmentParams) -> A.Compose:
 
 class RepaintCar(A.DualTransform):
     """The car, its mask's pixels, in a random paint with its shading kept (carvana.data.repaint): a car is a car
-    in any colour. The mask is unchanged."""
+    in any colour, faded across its edge over `feather` pixels (0: a hard edge). The mask is unchanged."""
+
+    def __init__(self, feather: float, p: float) -> None:
+        super().__init__(p=p)
+        self.feather = feather
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         return {"colour": random_colour(self.random_generator), "car": data["mask"]}
 
     def apply(self, img: np.ndarray, colour: tuple[float, float, float], car: np.ndarray, **_: Any) -> np.ndarray:
-        return repaint(img, car, colour)
+        return repaint(img, car, colour, self.feather)
 
     def apply_to_mask(self, mask: np.ndarray, **_: Any) -> np.ndarray:
         return mask
