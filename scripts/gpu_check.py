@@ -35,16 +35,7 @@ QUICK_FEATURES = [8, 16, 32, 64]  # --quick: the same network, narrower
 
 
 def train_params(precision: str, compile_model: bool, features: list[int]) -> TrainParams:
-    augment = AugmentParams(
-        rotate_limit=0,
-        rotate_p=0,
-        hflip_p=0,
-        vflip_p=0,
-        brightness_contrast_p=0,
-        colour_p=0,
-        repaint_p=0,
-        repaint_feather=0,
-    )
+    augment = AugmentParams.off()
     return TrainParams(
         device="auto", epochs=1, batch_size=4, processes=1, lr=3e-4, lr_schedule="constant", num_workers=0,
         loss="bce_dice", boundary_weight=1.0, ema=0.0, precision=precision, compile=compile_model,

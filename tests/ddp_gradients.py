@@ -41,16 +41,7 @@ def main() -> None:
     parser.add_argument("--break", dest="broken", choices=["averaging", "batchnorm"])
     args = parser.parse_args()
     ranks = distributed.start("cpu")
-    augment = AugmentParams(
-        rotate_limit=35,
-        rotate_p=1,
-        hflip_p=0.5,
-        vflip_p=0.1,
-        brightness_contrast_p=0.5,
-        colour_p=0,
-        repaint_p=0,
-        repaint_feather=0,
-    )
+    augment = AugmentParams.off(rotate_limit=35, rotate_p=1, hflip_p=0.5, vflip_p=0.1, brightness_contrast_p=0.5)
     loader = make_loader(
         SegmentationArrays(*photos(), train_transform(augment), seed=7), BATCH, True, 0, False, ranks.rank, ranks.world
     )

@@ -72,16 +72,7 @@ def test_random_paints_cover_the_colour_wheel() -> None:
 
 def test_training_repaints_the_car_alone_and_keeps_the_mask() -> None:
     photo, mask = car_photo()
-    augment = AugmentParams(
-        rotate_limit=0,
-        rotate_p=0,
-        hflip_p=0,
-        vflip_p=0,
-        brightness_contrast_p=0,
-        colour_p=0,
-        repaint_p=1,
-        repaint_feather=0,
-    )
+    augment = AugmentParams.off(repaint_p=1)
     transform = train_transform(augment)
     results = []
     for seed in (1, 1, 2):

@@ -108,6 +108,11 @@ class AugmentParams(Group):
         ge=0, le=8, description="pixels (a Gaussian's sigma) the repaint fades over across the car's edge; 0: hard"
     )
 
+    @classmethod
+    def off(cls, **on: float) -> "AugmentParams":
+        """No augmentation but what `on` turns on (scripts and tests that build their own training)."""
+        return cls(**{name: 0.0 for name in cls.model_fields} | on)
+
 
 class TrainParams(Group):
     device: str = Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N")
