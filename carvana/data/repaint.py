@@ -40,7 +40,9 @@ def repaint(
     if not car.any():
         return out
     median = float(np.clip(np.median(photo[car].astype(np.float32) / 255 @ LUMA), 1 / 255, 254 / 255))
-    opacity = cv2.GaussianBlur(car.astype(np.float32), (0, 0), feather) if feather else car.astype(np.float32)
+    opacity = car.astype(np.float32)
+    if feather:
+        opacity = cv2.GaussianBlur(opacity, (0, 0), feather)
     touched = opacity > 0
     pixels = photo[touched].astype(np.float32) / 255
     shade = pixels @ LUMA / median  # 1: the car's typical panel; below: shadow, glass, tyres; above: highlights
