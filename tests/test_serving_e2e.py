@@ -79,7 +79,7 @@ def predicted_mask(workspace: Workspace, photo: Path, tmp_path_factory: pytest.T
     champion = MlflowClient(workspace.tracking_uri).get_model_version_by_alias("carvana-unet", "champion")
     assert champion.run_id == workspace.json("stages/train/mlflow_run.json")["run_id"]
     folder = tmp_path_factory.mktemp("predict")
-    checkpoint = workspace.root / "stages/train/checkpoints/best.pt"
+    checkpoint = workspace.root / "stages/evaluate/model.pt"  # the champion's: the network and its learned edges
     predict = ["python", "-m", "carvana.predict", str(photo), "--model", str(checkpoint), "--backend", "torch"]
     workspace.run(*predict, "--masks", str(folder))
     return read_mask(folder / f"{photo.stem}_mask.gif")
