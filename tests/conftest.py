@@ -18,6 +18,9 @@ from carvana.model.checkpoint import save_checkpoint
 from carvana.model.unet import UNet
 
 REPO = Path(__file__).resolve().parents[1]
+# the U-Net's variants every export must carry: (train.model.space_to_depth, train.model.block)
+NETWORKS = [(1, "conv"), (2, "conv"), (1, "separable")]
+NETWORK_IDS = ["plain", "space-to-depth stem", "separable"]
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
@@ -41,11 +44,16 @@ def train_params(**changes: object) -> TrainParams:
 
 
 def untrained_checkpoint(
-    path: Path, size: tuple[int, int] = (16, 24), features: tuple[int, ...] = (4, 8), space_to_depth: int = 1
+    path: Path,
+    size: tuple[int, int] = (16, 24),
+    features: tuple[int, ...] = (4, 8),
+    space_to_depth: int = 1,
+    block: str = "conv",
 ) -> Path:
     """A U-Net checkpoint straight from its (seeded) initialisation: for the code paths that need a model."""
     torch.manual_seed(0)
     config = {"in_channels": 3, "out_channels": 1, "features": list(features), "space_to_depth": space_to_depth}
+    config["block"] = block
     save_checkpoint(path, {"model_config": config, "image_size": list(size), "model": UNet(**config).state_dict()})
     return path
 

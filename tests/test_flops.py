@@ -20,7 +20,8 @@ def forward_flops_by_hand(config: dict, size: tuple[int, int]) -> float:
         if isinstance(layer, nn.ConvTranspose2d):  # every input pixel spreads over a kernel of outputs
             total += 2 * inputs[0].shape[2] * inputs[0].shape[3] * layer.in_channels * layer.out_channels * kernel
         else:
-            total += 2 * output.shape[2] * output.shape[3] * layer.in_channels * layer.out_channels * kernel
+            channels = layer.in_channels * layer.out_channels // layer.groups  # depthwise: one input channel each
+            total += 2 * output.shape[2] * output.shape[3] * channels * kernel
 
     model = UNet(**config)
     for layer in model.modules():
@@ -35,6 +36,18 @@ def test_a_training_step_costs_three_forward_passes_less_the_input_gradient() ->
     forward = forward_flops_by_hand(CONFIG, (32, 48))
     first_layer = 2 * 32 * 48 * 3 * 4 * 9  # the photo needs no gradient: its share of the backward pass is skipped
     assert training_flops_per_image(CONFIG, (32, 48)) == 3 * forward - first_layer
+
+
+def test_a_separable_network_costs_three_forward_passes_less_the_input_gradient_too() -> None:
+    # FlopCounterMode alone counts a grouped convolution's weight gradient as dense: 8x too much here
+    separable = CONFIG | {"block": "separable"}
+    forward = forward_flops_by_hand(separable, (32, 48))
+    first_layer = 2 * 32 * 48 * 3 * 4 * 9  # the first convolution stays dense
+    assert training_flops_per_image(separable, (32, 48)) == 3 * forward - first_layer
+    cpu = {"features": [16, 32, 64, 128]}
+    assert (
+        training_flops_per_image(separable | cpu, (256, 384)) < training_flops_per_image(CONFIG | cpu, (256, 384)) / 5
+    )
 
 
 def test_the_cost_grows_with_the_pixels() -> None:

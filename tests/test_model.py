@@ -28,3 +28,15 @@ def test_a_space_to_depth_stem_runs_the_network_at_half_size_and_predicts_every_
     assert seen == [(2, 12, 32, 48)]  # each 2x2 block of the photo's 3 channels, folded into 12
     plain = UNet(features=(8, 16))
     assert set(model.state_dict()) == set(plain.state_dict())  # the stem and head hold no weights of their own
+
+
+def test_a_separable_network_keeps_a_dense_first_convolution_and_separates_the_rest():
+    model = UNet(features=(8, 16), block="separable").eval()
+    convolutions = [
+        layer for layer in model.modules() if isinstance(layer, torch.nn.Conv2d) and layer.kernel_size == (3, 3)
+    ]
+    assert [layer.groups for layer in convolutions[:3]] == [1, 8, 8]  # the photo's 3 channels: dense; then depthwise
+    assert all(layer.groups == layer.in_channels for layer in convolutions[1:])
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 33, 47)).shape == (2, 1, 33, 47)
+    assert count_parameters(model) < count_parameters(UNet(features=(8, 16))) / 3

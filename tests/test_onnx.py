@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import untrained_checkpoint
+from conftest import NETWORK_IDS, NETWORKS, untrained_checkpoint
 from mlflow.tracking import MlflowClient
 from PIL import Image
 from pipeline_workspace import Workspace
@@ -33,10 +33,11 @@ def random_photos(count: int, size: tuple[int, int]) -> np.ndarray:
 
 
 @pytest.mark.numerics
-@pytest.mark.parametrize("space_to_depth", [1, 2], ids=["plain", "space-to-depth stem"])
-def test_an_odd_image_size_exports_its_interpolation_and_matches_torch(tmp_path, space_to_depth):
+@pytest.mark.parametrize(("space_to_depth", "block"), NETWORKS, ids=NETWORK_IDS)
+def test_an_odd_image_size_exports_its_interpolation_and_matches_torch(tmp_path, space_to_depth, block):
     # 36x52 halves to 9x13 and then 4x6: the decoder interpolates to the skip's size, which the graph must hold
-    checkpoint = untrained_checkpoint(tmp_path / "odd.pt", (36, 52), [4, 8, 16][: 4 - space_to_depth], space_to_depth)
+    features = [4, 8, 16][: 4 - space_to_depth]
+    checkpoint = untrained_checkpoint(tmp_path / "odd.pt", (36, 52), features, space_to_depth, block)
     export_onnx(checkpoint, tmp_path / "odd.onnx")
     photos = random_photos(5, (36, 52))
     onnx_probabilities = OnnxSegmenter(tmp_path / "odd.onnx", batch_size=2).probabilities(photos)

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import untrained_checkpoint
+from conftest import NETWORK_IDS, NETWORKS, untrained_checkpoint
 from mlflow.tracking import MlflowClient
 from PIL import Image
 from pipeline_workspace import Workspace
@@ -27,9 +27,10 @@ from carvana.model.checkpoint import load_checkpoint, save_checkpoint
 
 
 @pytest.mark.numerics
-@pytest.mark.parametrize("space_to_depth", [1, 2], ids=["plain", "space-to-depth stem"])
-def test_an_odd_image_size_converts_and_matches_torch(tmp_path, space_to_depth):
-    checkpoint = untrained_checkpoint(tmp_path / "odd.pt", (36, 52), [4, 8, 16][: 4 - space_to_depth], space_to_depth)
+@pytest.mark.parametrize(("space_to_depth", "block"), NETWORKS, ids=NETWORK_IDS)
+def test_an_odd_image_size_converts_and_matches_torch(tmp_path, space_to_depth, block):
+    features = [4, 8, 16][: 4 - space_to_depth]
+    checkpoint = untrained_checkpoint(tmp_path / "odd.pt", (36, 52), features, space_to_depth, block)
     assert export_openvino(checkpoint, tmp_path / "ir") == (36, 52)
     assert sorted(path.name for path in (tmp_path / "ir").iterdir()) == ["model.bin", "model.xml"]
     segmenter = OpenVinoSegmenter(tmp_path / "ir", batch_size=2)

@@ -92,6 +92,10 @@ class ModelParams(Group):
         description="N > 1: each NxN block of the prepared image folded into channels, so the U-Net runs at 1/N of "
         "prepare's resolution and predicts every pixel of it (more resolution per FLOP); 1: off",
     )
+    block: Literal["conv", "separable"] = Field(
+        description="conv: the tutorial's 3x3 convolutions; separable: depthwise-separable ones but the first "
+        "(about a sixth of the FLOPs at the same widths)"
+    )
 
 
 class AugmentParams(Group):
