@@ -29,11 +29,11 @@ run: setup
 # oneDNN cap that makes this CPU compute as an older kind does (AVX2: fp32 where this CPU trains in bf16; AVX512_CORE_BF16: bf16 without AMX).
 # The suite runs on TEST_WORKERS processes, a file to a worker (its module fixtures built once), one torch thread
 # each: the end-to-end tests spend most of their time in one-threaded Python (dvc, git, imports), so on 2 cores two
-# workers take 27 minutes where one took 38 (a 2-core Intel Xeon with AMX).
+# workers take 25 minutes where one took 38 (a 2-core Intel Xeon with AMX).
 ISA_CAPS = AVX2 AVX512_CORE_BF16
 TEST_WORKERS ?= 2
 test: $(VENV)/.extra-test
-	OMP_NUM_THREADS=1 $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
+	OMP_NUM_THREADS=1 $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 	@for cap in $$($(BIN)/python -c "from carvana.model.device import caps_below; print(*caps_below('$(ISA_CAPS)'.split()))"); do \
 	    echo "== numerics as a CPU capped at $$cap computes (ONEDNN_MAX_CPU_ISA=$$cap)"; \
 	    ONEDNN_MAX_CPU_ISA=$$cap $(BIN)/pytest -m "numerics and not e2e" || exit 1; \

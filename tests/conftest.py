@@ -83,14 +83,6 @@ def photo_frame(*photos: Path) -> pd.DataFrame:
     return pd.DataFrame({"image": [base64.b64encode(photo.read_bytes()).decode("ascii") for photo in photos]})
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under `pytest -n N --dist loadgroup` (make test), a file's tests run on one worker, so its module fixtures are
-    built once; files that start a local Ray name their own group (one Ray on the machine at a time)."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.path.stem))
-
-
 @pytest.fixture(scope="session", autouse=True)
 def backend_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """predict --backend auto's measurements (carvana.inference.fastest) in the session's folder, not ~/.cache."""

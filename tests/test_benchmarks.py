@@ -13,9 +13,6 @@ from conftest import REPO
 
 from carvana.sources.synthetic import generate
 
-pytestmark = pytest.mark.xdist_group("ray")  # conftest: one local Ray at a time
-
-
 ROWS = (
     "preparation: prepare_split on",
     "preparation: peak memory",

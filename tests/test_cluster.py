@@ -16,8 +16,6 @@ from conftest import REPO, untrained_checkpoint
 from carvana.predict import main
 from carvana.sources.synthetic import generate
 
-pytestmark = pytest.mark.xdist_group("ray")  # conftest: one local Ray at a time
-
 pytest.importorskip("ray.data")
 
 OUTPUTS = ["--masks", "masks", "--cutouts", "cutouts", "--submission", "submission.csv"]
