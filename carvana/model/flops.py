@@ -35,7 +35,7 @@ def step_flops(model: torch.nn.Module, *inputs: torch.Tensor) -> float:
 def conv_backward_flops(*args: Any, out_shape: Any, **kwargs: Any) -> int:
     """PyTorch's count of a convolution's backward pass, with a grouped convolution's weight gradient counted per
     group: FlopCounterMode counts it as if the convolution were dense (PyTorch 2.13: a depthwise 3x3 convolution of 64
-    channels came out 64x too costly, its backward 33x its forward instead of 2x)."""
+    channels: its weight gradient 64x, its backward pass 65x its forward instead of 2x)."""
     count = flop_counter.conv_backward_flop.__wrapped__  # the formula on shapes, without its shape wrapper
     groups, (input_grad, weight_grad, bias_grad) = args[9], args[10]
     to_input = count(*args[:10], [input_grad, False, bias_grad], out_shape=out_shape, **kwargs)
