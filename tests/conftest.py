@@ -52,8 +52,8 @@ def untrained_checkpoint(
 ) -> Path:
     """A U-Net checkpoint straight from its (seeded) initialisation: for the code paths that need a model."""
     torch.manual_seed(0)
-    config = {"in_channels": 3, "out_channels": 1, "features": list(features), "space_to_depth": space_to_depth}
-    config["block"] = block
+    config = {"in_channels": 3, "out_channels": 1, "features": list(features)}
+    config |= {"space_to_depth": space_to_depth, "block": block}
     save_checkpoint(path, {"model_config": config, "image_size": list(size), "model": UNet(**config).state_dict()})
     return path
 

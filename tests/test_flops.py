@@ -39,7 +39,7 @@ def test_a_training_step_costs_three_forward_passes_less_the_input_gradient() ->
 
 
 def test_a_separable_network_costs_three_forward_passes_less_the_input_gradient_too() -> None:
-    # FlopCounterMode alone counts a grouped convolution's weight gradient as dense: 8x too much here
+    # FlopCounterMode alone counts a grouped convolution's weight gradient as dense: `groups` times too much
     separable = CONFIG | {"block": "separable"}
     forward = forward_flops_by_hand(separable, (32, 48))
     first_layer = 2 * 32 * 48 * 3 * 4 * 9  # the first convolution stays dense

@@ -77,14 +77,14 @@ class UNet(nn.Module):
         self.downs = nn.ModuleList()
         self.ups = nn.ModuleList()
         self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
-        separable = (block == "separable",) * 2
-        for level, feature in enumerate(features):
-            self.downs.append(DoubleConv(in_channels, feature, separable if level else (False, separable[1])))
+        separable = block == "separable"
+        for level, feature in enumerate(features):  # the very first convolution, on the photo, stays dense
+            self.downs.append(DoubleConv(in_channels, feature, (separable and level > 0, separable)))
             in_channels = feature
         for feature in reversed(features):
             self.ups.append(nn.ConvTranspose2d(feature * 2, feature, kernel_size=2, stride=2))
-            self.ups.append(DoubleConv(feature * 2, feature, separable))
-        self.bottleneck = DoubleConv(features[-1], features[-1] * 2, separable)
+            self.ups.append(DoubleConv(feature * 2, feature, (separable, separable)))
+        self.bottleneck = DoubleConv(features[-1], features[-1] * 2, (separable, separable))
         self.final_conv = nn.Conv2d(features[0], out_channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
