@@ -4,7 +4,8 @@ Each side runs the prediction engine as `carvana predict --masks` does (decode a
 batches of 16, upsample to the photo's size, threshold, write Kaggle's GIF), so the rate is masks/s at full
 resolution and only the backend differs: onnxruntime on the ONNX export, OpenVINO on the same graph converted
 (fp32), and OpenVINO on its INT8 quantization (calibrated on the prepared photos, as `carvana export --int8`
-does). Each runtime uses its default threads (torch's intra-op threads in the header, one per physical core
+does). For a recipe served with TTA or guided refinement (the `cpu` preset), one more row: its masks as served, INT8 on
+OpenVINO against fp32 on torch. Each runtime uses its default threads (torch's intra-op threads in the header, one per physical core
 for onnxruntime and OpenVINO).
 """
 
@@ -19,9 +20,11 @@ from typing import Any
 import numpy as np
 
 from benchmarks.dataset import photo_size
+from benchmarks.inference import described
 from benchmarks.measure import compare
 from benchmarks.recipes import Recipe
 from benchmarks.report import Row
+from carvana.core.params import InferenceParams
 from carvana.data.layout import image_path
 from carvana.inference.engine import predict
 from carvana.inference.onnx_backend import OnnxSegmenter
@@ -29,7 +32,8 @@ from carvana.inference.onnx_export import export_onnx
 from carvana.inference.openvino_backend import OpenVinoSegmenter
 from carvana.inference.photos import Photo
 from carvana.inference.quantize import CALIBRATION_PHOTOS, quantize_onnx, sampled
-from carvana.inference.segmenter import Segmenter, TorchSegmenter
+from carvana.inference.refine import refinement
+from carvana.inference.segmenter import FlipAveraged, Segmenter, TorchSegmenter
 from carvana.inference.writers import MaskGifs
 
 BATCH = 16
@@ -55,17 +59,14 @@ def measure_here(
     """A row per backend against torch; `images` are prepared photos at the recipe's size, for INT8 calibration."""
     backends = exported_backends(checkpoint, sampled(images, recipe.size, CALIBRATION_PHOTOS), work)
     photos = [Photo(i, str(image_path(root, i)), image_path(root, i)) for i in ids]
-
-    def masks(segmenter: Segmenter) -> Callable[[], int]:
-        out = work / "backend-masks"
-        return lambda: sum(1 for _ in predict(photos, segmenter, [MaskGifs(out)], 0.5, BATCH, os.cpu_count() or 1))
-
-    torch_masks = masks(TorchSegmenter(checkpoint, batch_size=BATCH))
+    plain = InferenceParams(threshold=0.5, tta=False, refine=0, edge_refiner=False)
+    torch_segmenter = TorchSegmenter(checkpoint, batch_size=BATCH)
+    torch_masks = masks(photos, torch_segmenter, plain, work)
     torch_masks()  # warm-up
     height, width = photo_size(root, ids[0])
     rows = []
     for name, segmenter in backends.items():
-        ours = masks(segmenter)
+        ours = masks(photos, segmenter, plain, work)
         ours()
         rows.append(
             Row.of(
@@ -75,7 +76,33 @@ def measure_here(
                 "≥ 1",
             )
         )
+    served = recipe.params.inference.model_copy(update={"edge_refiner": False})
+    if served.tta or served.refine:  # the recipe makes its masks otherwise than plain
+        ours, theirs = (
+            masks(photos, backends["OpenVINO INT8"], served, work),
+            masks(photos, torch_segmenter, served, work),
+        )
+        ours()
+        rows.append(
+            Row.of(
+                f"inference: the {recipe.name} recipe as served ({described(served)}) on OpenVINO INT8 vs torch "
+                f"({width}x{height} photos, {recipe.network})",
+                compare(ours, theirs, repeats, min_seconds),
+                "masks/s",
+                "ours ≥ 10 masks/s",
+            )
+        )
     return rows
+
+
+def masks(photos: list[Photo], segmenter: Segmenter, settings: InferenceParams, work: Path) -> Callable[[], int]:
+    """predict --masks on the photos with the settings' threshold, TTA and guided refinement: the masks it made."""
+    segmenter = FlipAveraged(segmenter) if settings.tta else segmenter
+    refined = refinement(settings, None)
+    out, threads = work / "backend-masks", os.cpu_count() or 1
+    return lambda: sum(
+        1 for _ in predict(photos, segmenter, [MaskGifs(out)], settings.threshold, BATCH, threads, refinement=refined)
+    )
 
 
 def exported_backends(checkpoint: Path, calibration: np.ndarray, work: Path) -> dict[str, Segmenter]:

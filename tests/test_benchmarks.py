@@ -31,6 +31,7 @@ ROWS = (
     "inference: onnxruntime vs torch (predict --masks at 192x128, cpu ",
     "inference: OpenVINO fp32 vs torch (predict --masks at 192x128, cpu ",
     "inference: OpenVINO INT8 vs torch (predict --masks at 192x128, cpu ",
+    "inference: the cpu recipe as served (TTA True, refine 8) on OpenVINO INT8 vs torch (192x128 photos, cpu ",
     "sharing: dvc push + dvc pull",
     "prepare: peak memory",
     "train: peak memory",
