@@ -38,6 +38,14 @@ FOLD_SUFFIX = re.compile(r"[-_]?f(old)?\d+$")
 CURVE = ("train_tflops", "val_dice_full")
 REPAINT, FULL = "eval_repaint_", "_dice_full"  # eval_repaint_<paint>_dice_full
 DICE_TICKS = (0.05, 0.1, 0.2, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995)
+# params added after fold runs were logged, with the value that does what those runs did
+BEFORE_PARAMS = {
+    "train.model.block": "conv",
+    "train.model.space_to_depth": "1",
+    "train.augment.colour_p": "0.0",
+    "train.augment.repaint_p": "0.0",
+    "train.augment.repaint_feather": "0.0",
+}
 
 
 @dataclass(frozen=True)
@@ -115,7 +123,7 @@ def recipes(client: MlflowClient, experiment: str, fold: int | None = None) -> l
 def recipe_key(run: Run) -> tuple[tuple[str, str], ...]:
     """What decides a fold's masks but the fold: the params, and the tags of the settings evaluate made the masks
     with (`inference.*`) and of the refiner when it made them (`train_refiner.*`: a refit keeps the network's run)."""
-    params = run.data.params
+    params = BEFORE_PARAMS | run.data.params
     decided = {k: v for k, v in params.items() if k != "split_val.fold" and k not in EXECUTION_ONLY}
     tags = {f"inference.{k}": str(v) for k, v in BEFORE_REFINER.items()} | run.data.tags  # runs older than a setting
     groups = ("inference.", "train_refiner.") if tags["inference.edge_refiner"] == "True" else ("inference.",)

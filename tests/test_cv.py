@@ -30,3 +30,10 @@ def test_folds_group_by_what_made_their_masks():
     assert recipe_key(fold_run(0, GUIDED)) == recipe_key(fold_run(1, GUIDED | longer))
     before = {k: v for k, v in GUIDED.items() if k != "inference.edge_refiner"}
     assert recipe_key(fold_run(0, GUIDED)) == recipe_key(fold_run(1, before))
+
+
+def test_a_param_added_later_splits_no_recipe_at_the_value_that_does_what_older_runs_did():
+    older = fold_run(0, GUIDED)
+    assert recipe_key(older) == recipe_key(fold_run(1, GUIDED, **{"train.model.block": "conv"}))
+    assert recipe_key(older) != recipe_key(fold_run(1, GUIDED, **{"train.model.block": "separable"}))
+    assert recipe_key(older) != recipe_key(fold_run(1, GUIDED, **{"train.augment.colour_p": "0.5"}))
