@@ -4,9 +4,9 @@ Each side runs the prediction engine as `carvana predict --masks` does (decode a
 batches of 16, upsample to the photo's size, threshold, write Kaggle's GIF), so the rate is masks/s at full
 resolution and only the backend differs: onnxruntime on the ONNX export, OpenVINO on the same graph converted
 (fp32), and OpenVINO on its INT8 quantization (calibrated on the prepared photos, as `carvana export --int8`
-does). For a recipe served with TTA or guided refinement (the `cpu` preset), one more row: its masks as served, INT8 on
-OpenVINO against fp32 on torch. Each runtime uses its default threads (torch's intra-op threads in the header, one per physical core
-for onnxruntime and OpenVINO).
+does). For a recipe served with TTA or guided refinement (the `cpu` preset), one more row: its masks as served,
+INT8 on OpenVINO against fp32 on torch. Each runtime uses its default threads (torch's intra-op threads in the
+header, one per physical core for onnxruntime and OpenVINO).
 """
 
 import multiprocessing
