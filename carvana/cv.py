@@ -33,6 +33,7 @@ from carvana.training.resume import EXECUTION_ONLY
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
+from matplotlib.ticker import LogFormatter  # noqa: E402
 
 FOLD_SUFFIX = re.compile(r"[-_]?f(old)?\d+$")
 CURVE = ("train_tflops", "val_dice_full")
@@ -250,6 +251,7 @@ def plot(client: MlflowClient, found: list[Recipe], path: Path, fold: int | None
         axes.grid(True, alpha=0.3)
     per_cost.set_xscale("log")  # a small recipe and one 30 times its cost on one axis
     per_cost.xaxis.set_major_formatter("{x:g}")
+    per_cost.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.4)))  # not 2x10^2
     if per_cost.has_data():
         per_cost.legend()
     figure.tight_layout()
