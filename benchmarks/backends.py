@@ -10,9 +10,7 @@ header, one per physical core for onnxruntime and OpenVINO).
 """
 
 import multiprocessing
-import os
 import tempfile
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -20,21 +18,18 @@ from typing import Any
 import numpy as np
 
 from benchmarks.dataset import photo_size
-from benchmarks.inference import described
+from benchmarks.inference import described, served_masks
 from benchmarks.measure import compare
 from benchmarks.recipes import Recipe
 from benchmarks.report import Row
 from carvana.core.params import InferenceParams
 from carvana.data.layout import image_path
-from carvana.inference.engine import predict
 from carvana.inference.onnx_backend import OnnxSegmenter
 from carvana.inference.onnx_export import export_onnx
 from carvana.inference.openvino_backend import OpenVinoSegmenter
 from carvana.inference.photos import Photo
 from carvana.inference.quantize import CALIBRATION_PHOTOS, quantize_onnx, sampled
-from carvana.inference.refine import refinement
-from carvana.inference.segmenter import FlipAveraged, Segmenter, TorchSegmenter
-from carvana.inference.writers import MaskGifs
+from carvana.inference.segmenter import Segmenter, TorchSegmenter
 
 BATCH = 16
 
@@ -59,14 +54,15 @@ def measure_here(
     """A row per backend against torch; `images` are prepared photos at the recipe's size, for INT8 calibration."""
     backends = exported_backends(checkpoint, sampled(images, recipe.size, CALIBRATION_PHOTOS), work)
     photos = [Photo(i, str(image_path(root, i)), image_path(root, i)) for i in ids]
+    out = work / "backend-masks"
     plain = InferenceParams(threshold=0.5, tta=False, refine=0, edge_refiner=False)
     torch_segmenter = TorchSegmenter(checkpoint, batch_size=BATCH)
-    torch_masks = masks(photos, torch_segmenter, plain, work)
+    torch_masks = served_masks(photos, torch_segmenter, plain, out)
     torch_masks()  # warm-up
     height, width = photo_size(root, ids[0])
     rows = []
     for name, segmenter in backends.items():
-        ours = masks(photos, segmenter, plain, work)
+        ours = served_masks(photos, segmenter, plain, out)
         ours()
         rows.append(
             Row.of(
@@ -79,8 +75,8 @@ def measure_here(
     served = recipe.params.inference.model_copy(update={"edge_refiner": False})
     if served.tta or served.refine:  # the recipe makes its masks otherwise than plain
         ours, theirs = (
-            masks(photos, backends["OpenVINO INT8"], served, work),
-            masks(photos, torch_segmenter, served, work),
+            served_masks(photos, backends["OpenVINO INT8"], served, out),
+            served_masks(photos, torch_segmenter, served, out),
         )
         ours()
         rows.append(
@@ -93,16 +89,6 @@ def measure_here(
             )
         )
     return rows
-
-
-def masks(photos: list[Photo], segmenter: Segmenter, settings: InferenceParams, work: Path) -> Callable[[], int]:
-    """predict --masks on the photos with the settings' threshold, TTA and guided refinement: the masks it made."""
-    segmenter = FlipAveraged(segmenter) if settings.tta else segmenter
-    refined = refinement(settings, None)
-    out, threads = work / "backend-masks", os.cpu_count() or 1
-    return lambda: sum(
-        1 for _ in predict(photos, segmenter, [MaskGifs(out)], settings.threshold, BATCH, threads, refinement=refined)
-    )
 
 
 def exported_backends(checkpoint: Path, calibration: np.ndarray, work: Path) -> dict[str, Segmenter]:

@@ -109,16 +109,7 @@ def measure_served(
     out = work / "served-masks"
 
     def served(settings: InferenceParams) -> Callable[[], int]:
-        segmenter: Segmenter = TorchSegmenter(checkpoint, checkpoint=model)
-        segmenter = FlipAveraged(segmenter) if settings.tta else segmenter
-        refined = refinement(settings, segmenter.edge_refiner)
-        threads = os.cpu_count() or 1
-
-        def masks() -> int:
-            made = predict(photos, segmenter, [MaskGifs(out)], settings.threshold, threads=threads, refinement=refined)
-            return sum(1 for _ in made)
-
-        return masks
+        return served_masks(photos, TorchSegmenter(checkpoint, checkpoint=model), settings, out)
 
     ours, theirs = served(recipe.params.inference), served(today.params.inference)
     ours()  # warm-up
@@ -129,6 +120,17 @@ def measure_served(
         compare(ours, theirs, repeats, min_seconds),
         "masks/s",
         "ours ≥ 10 masks/s",
+    )
+
+
+def served_masks(photos: list[Photo], segmenter: Segmenter, settings: InferenceParams, out: Path) -> Callable[[], int]:
+    """predict --masks on the photos as `settings` say (threshold, TTA, learned and guided refinement): the number of
+    masks it wrote to `out`."""
+    segmenter = FlipAveraged(segmenter) if settings.tta else segmenter
+    refined = refinement(settings, segmenter.edge_refiner)
+    threads = os.cpu_count() or 1
+    return lambda: sum(
+        1 for _ in predict(photos, segmenter, [MaskGifs(out)], settings.threshold, threads=threads, refinement=refined)
     )
 
 
