@@ -138,6 +138,15 @@ def test_presets_apply_in_turn(repo_params, tmp_path):
     assert "train.epochs=40" in args and "split_val.val_cars=0" in args and "split_val.folds=null" in args
 
 
+def test_the_lean_preset_keeps_the_cpu_recipe_but_its_network_and_epochs(repo_params, tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(repo_params))
+    cpu = set(set_args(["cpu"], path)[1::2])
+    lean = set(set_args(["cpu", "lean"], path)[1::2])
+    assert cpu - lean == {"train.epochs=40", "train.model.features=[16,32,64,128]"}
+    assert lean - cpu == {"train.epochs=20", 'train.model.block="separable"', "train.model.features=[32,64,128,256]"}
+
+
 def test_parse_rejects_non_mapping():
     with pytest.raises(CarvanaError, match="must be a mapping"):
         parse([1, 2])
