@@ -1,6 +1,7 @@
 import copy
 import math
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -121,28 +122,29 @@ def test_an_unknown_key_gets_the_nearest_one(repo_params):
         parse(repo_params)
 
 
-def test_seed_preset_is_the_tutorial_recipe(repo_params, tmp_path):
-    assert "seed" in available()
+@pytest.fixture
+def params_file(repo_params, tmp_path) -> Path:
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(repo_params))
-    args = set_args(["seed"], path)
+    return path
+
+
+def test_seed_preset_is_the_tutorial_recipe(params_file):
+    assert "seed" in available()
+    args = set_args(["seed"], params_file)
     assert "train.model.features=[64,128,256,512]" in args
     assert "train.lr=0.0001" in args and "prepare.image_height=160" in args and 'train.loss="bce"' in args
     assert args[::2] == ["-S"] * (len(args) // 2)
 
 
-def test_presets_apply_in_turn(repo_params, tmp_path):
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(repo_params))
-    args = set_args(["cpu", "final"], path)
+def test_presets_apply_in_turn(params_file):
+    args = set_args(["cpu", "final"], params_file)
     assert "train.epochs=40" in args and "split_val.val_cars=0" in args and "split_val.folds=null" in args
 
 
-def test_the_lean_preset_keeps_the_cpu_recipe_but_its_network_and_epochs(repo_params, tmp_path):
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(repo_params))
-    cpu = set(set_args(["cpu"], path)[1::2])
-    lean = set(set_args(["cpu", "lean"], path)[1::2])
+def test_the_lean_preset_keeps_the_cpu_recipe_but_its_network_and_epochs(params_file):
+    cpu = set(set_args(["cpu"], params_file)[1::2])
+    lean = set(set_args(["cpu", "lean"], params_file)[1::2])
     assert cpu - lean == {"train.epochs=40", "train.model.features=[16,32,64,128]"}
     assert lean - cpu == {"train.epochs=20", 'train.model.block="separable"', "train.model.features=[32,64,128,256]"}
 
