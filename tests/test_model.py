@@ -19,6 +19,12 @@ def test_width_is_configurable():
     assert len(UNet(features=(8, 16, 32)).downs) == 3
 
 
+def test_widths_need_not_double_from_level_to_level():
+    model = UNet(features=(8, 24, 48), block="separable").eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 33, 47)).shape == (1, 1, 33, 47)
+
+
 def test_a_space_to_depth_stem_runs_the_network_at_half_size_and_predicts_every_pixel():
     model = UNet(features=(8, 16), space_to_depth=2).eval()
     seen = []

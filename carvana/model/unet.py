@@ -81,9 +81,11 @@ class UNet(nn.Module):
         for level, feature in enumerate(features):  # the very first convolution, on the photo, stays dense
             self.downs.append(DoubleConv(in_channels, feature, (separable and level > 0, separable)))
             in_channels = feature
+        below = features[-1] * 2  # the width coming up: the bottleneck's, then each level's (any widths, not only x2)
         for feature in reversed(features):
-            self.ups.append(nn.ConvTranspose2d(feature * 2, feature, kernel_size=2, stride=2))
+            self.ups.append(nn.ConvTranspose2d(below, feature, kernel_size=2, stride=2))
             self.ups.append(DoubleConv(feature * 2, feature, (separable, separable)))
+            below = feature
         self.bottleneck = DoubleConv(features[-1], features[-1] * 2, (separable, separable))
         self.final_conv = nn.Conv2d(features[0], out_channels, kernel_size=1)
 
