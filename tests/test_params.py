@@ -146,7 +146,7 @@ def test_the_lean_preset_keeps_the_cpu_recipe_but_its_network_and_epochs(params_
     cpu = set(set_args(["cpu"], params_file)[1::2])
     lean = set(set_args(["cpu", "lean"], params_file)[1::2])
     assert cpu - lean == {"train.epochs=40", "train.model.features=[16,32,64,128]"}
-    assert lean - cpu == {"train.epochs=20", 'train.model.block="separable"', "train.model.features=[32,64,128,256]"}
+    assert lean - cpu == {"train.epochs=50", "train.model.features=[8,16,32,64]"}
 
 
 def test_parse_rejects_non_mapping():
