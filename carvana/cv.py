@@ -27,7 +27,7 @@ from carvana.core.atomic import atomic_write, write_text
 from carvana.core.cli import Parser
 from carvana.core.errors import CarvanaError, run_main
 from carvana.core.redact import redact
-from carvana.inference.settings import BEFORE_REFINER
+from carvana.inference.settings import ADDED_LATER
 from carvana.tracking.store import EXPERIMENT, connect, tracking_uri
 from carvana.training.resume import EXECUTION_ONLY
 
@@ -126,7 +126,7 @@ def recipe_key(run: Run) -> tuple[tuple[str, str], ...]:
     with (`inference.*`) and of the refiner when it made them (`train_refiner.*`: a refit keeps the network's run)."""
     params = BEFORE_PARAMS | run.data.params
     decided = {k: v for k, v in params.items() if k != "split_val.fold" and k not in EXECUTION_ONLY}
-    tags = {f"inference.{k}": str(v) for k, v in BEFORE_REFINER.items()} | run.data.tags  # runs older than a setting
+    tags = {f"inference.{k}": str(v) for k, v in ADDED_LATER.items()} | run.data.tags  # runs older than a setting
     groups = ("inference.", "train_refiner.") if tags["inference.edge_refiner"] == "True" else ("inference.",)
     decided |= {k: v for k, v in tags.items() if k.startswith(groups) and not k.endswith(".git.commit")}
     return tuple(sorted(decided.items()))

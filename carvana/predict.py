@@ -80,6 +80,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="snap edges to the photo with a guided filter of this radius; 0: off (default: as the model was scored)",
     )
     parser.add_argument(
+        "--one-car",
+        action=argparse.BooleanOptionalAction,
+        help="keep only the largest connected car region and what lies within its outline (default: as the model "
+        "was scored)",
+    )
+    parser.add_argument(
         "--threshold",
         type=probability,
         help="probability above which a pixel is car (default: as the model was scored)",
@@ -185,7 +191,15 @@ def check_file(flag: str, path: Path) -> None:
 def model_choice(args: argparse.Namespace) -> ModelChoice:
     references = tuple(args.model or [default_reference()])
     return ModelChoice(
-        references, args.backend, args.device, args.batch_size, args.threshold, args.tta, args.refine, args.edge_refiner
+        references,
+        args.backend,
+        args.device,
+        args.batch_size,
+        args.threshold,
+        args.tta,
+        args.refine,
+        args.edge_refiner,
+        args.one_car,
     )
 
 

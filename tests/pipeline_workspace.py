@@ -26,7 +26,7 @@ TINY_PARAMS = {
         "model": {"features": [4, 8, 16]},
     },
     "train_refiner": {"steps": 6, "batch_size": 4, "tiles_per_photo": 2},
-    "inference": {"edge_refiner": True},  # every mask the tests make goes through the learned refiner
+    "inference": {"edge_refiner": True, "one_car": True},  # every mask the tests make goes through both
     "evaluate": {"repaint": ["yellow", "black"]},  # the repaint check, in two paints of the eight
     "render_masks": {"worst_cases": 4, "overlay_width": 120},
 }

@@ -110,7 +110,7 @@ def test_evaluate_writes_the_val_masks_and_the_model_with_its_settings(workspace
     assert 0 < mask.mean() <= 1
     scored = load_checkpoint(workspace.root / "stages/evaluate/model.pt")
     trained = load_checkpoint(workspace.root / "stages/train/checkpoints/best.pt")
-    assert scored["inference"] == {"threshold": 0.5, "tta": False, "refine": 0, "edge_refiner": True}
+    assert scored["inference"] == {"threshold": 0.5, "tta": False, "refine": 0, "edge_refiner": True, "one_car": True}
     refiner = torch.load(workspace.root / "stages/train_refiner/refiner.pt", weights_only=True)
     assert all(torch.equal(scored["edge_refiner"]["model"][k], v) for k, v in refiner["model"].items())
     assert all(torch.equal(scored["model"][k], trained["model"][k]) for k in trained["model"])
@@ -232,7 +232,7 @@ def test_predict_writes_the_masks_evaluate_scored(workspace, tmp_path):
     result = workspace.run(
         "python", "-m", "carvana.predict", *photos, "--backend", "torch", "--submission", str(submission)
     )
-    assert "predict: model models:/carvana-unet@champion (threshold 0.5, learned edges)" in result.stdout
+    assert "predict: model models:/carvana-unet@champion (threshold 0.5, learned edges, one car)" in result.stdout
     assert unzipped(submission) == unzipped(workspace.root / "stages/evaluate/masks.csv.gz")
 
 

@@ -120,9 +120,11 @@ def test_every_output_at_the_photos_size(photos, model, tmp_path, capsys):
             "--composites",
             out / "blue",
             "--tta",
+            "--one-car",
         ]
     )
-    assert "predict: 16 photos" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "predict: 16 photos" in said and "mirror TTA" in said and "one car" in said
     ids = sorted(p.stem for p in (photos / "train").glob("*.jpg"))
     lines = gzip.decompress((out / "sub.csv.gz").read_bytes()).decode().splitlines()
     assert lines[0] == "img,rle_mask" and [line.split(",")[0] for line in lines[1:]] == [f"{i}.jpg" for i in ids]

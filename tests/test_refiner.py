@@ -133,10 +133,12 @@ def test_a_refiner_file_is_checked_when_loaded(tmp_path):
         load_refiner(tmp_path / "missing.pt")
 
 
-def test_models_scored_before_the_refiner_existed_say_it_is_off():
-    assert recorded({"inference": {"threshold": 0.4, "tta": True, "refine": 8}}).edge_refiner is False
+def test_models_scored_before_the_refiner_and_one_car_existed_say_they_are_off():
+    old = recorded({"inference": {"threshold": 0.4, "tta": True, "refine": 8}})
+    assert (old.edge_refiner, old.one_car) == (False, False)
     old_export = {"inference_threshold": "0.4", "inference_tta": "true", "inference_refine": "8"}
-    assert from_metadata(old_export).model_dump() == {"threshold": 0.4, "tta": True, "refine": 8, "edge_refiner": False}
+    off = {"edge_refiner": False, "one_car": False}
+    assert from_metadata(old_export).model_dump() == {"threshold": 0.4, "tta": True, "refine": 8} | off
     assert from_metadata({"inference_threshold": "0.4"}) == UNRECORDED
 
 

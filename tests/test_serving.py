@@ -49,6 +49,7 @@ def test_the_threshold_decides_the_mask(model: PhotoSegmenter) -> None:
     everything = model.predict(None, photo, {"threshold": 1e-9})["rle"][0]
     nothing = model.predict(None, photo, {"threshold": 1 - 1e-9})["rle"][0]
     assert (everything, nothing) == ("1 600", "")
+    assert model.predict(None, photo, {"threshold": 1e-9, "one_car": True})["rle"][0] == "1 600"  # one region
 
 
 def test_the_cutout_is_an_rgba_png_of_the_photo(model: PhotoSegmenter) -> None:

@@ -153,6 +153,10 @@ class InferenceParams(Group):
         description="the learned boundary refiner (train_refiner's) corrects the edges at full resolution, before "
         "the guided filter if refine > 0"
     )
+    one_car: bool = Field(
+        description="keep the car pixels within the outline of the largest connected car region, after the edges "
+        "are refined (a Carvana photo shows one car: stray patches of floor or backdrop are dropped)"
+    )
 
 
 class TrainRefinerParams(Group):

@@ -12,7 +12,7 @@ from carvana.inference.onnx_backend import OnnxSegmenter
 from carvana.inference.openvino_backend import OpenVinoSegmenter
 from carvana.inference.references import local_file
 from carvana.inference.segmenter import Ensemble, FlipAveraged, Segmenter, TorchSegmenter
-from carvana.inference.settings import overridden
+from carvana.inference.settings import METADATA, overridden
 from carvana.model.device import resolve_device
 
 
@@ -26,12 +26,13 @@ class ModelChoice:
     tta: bool | None = None
     refine: int | None = None
     edge_refiner: bool | None = None
+    one_car: bool | None = None
 
     def load(self) -> tuple[Segmenter, InferenceParams]:
         """The segmenter, mirrored when TTA is on, and the settings to run it with."""
         models = [self.load_one(reference) for reference in self.references]
         segmenter = models[0] if len(models) == 1 else Ensemble(models)
-        given = {"threshold": self.threshold, "tta": self.tta, "refine": self.refine, "edge_refiner": self.edge_refiner}
+        given = {name: getattr(self, name) for name in METADATA}
         settings = overridden(segmenter.settings, **given)
         return (FlipAveraged(segmenter) if settings.tta else segmenter), settings
 

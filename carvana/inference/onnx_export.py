@@ -4,10 +4,10 @@ The graph is the `Segmenter` protocol as a file: input `images`, (N, H, W, 3) ui
 as decoded; output `probabilities`, (N, H, W) float32 car probabilities (the scaling to [0, 1] and the sigmoid
 are in the graph). N is a dynamic axis (`batch`); H and W are fixed at the checkpoint's image size, which the
 file's metadata_props hold as `image_height` and `image_width`, beside the inference settings the model was
-scored with (`inference_threshold`, `inference_tta`, `inference_refine`, `inference_edge_refiner`) and, when the
-model has one, its learned boundary refiner as a second ONNX graph (`edge_refiner_onnx`, base64: inputs `photos`
-(K, s, s, 3) uint8 and `probabilities` (K, s, s) float32 tiles, output `refined`): onnxruntime and the file are all
-it takes to run it as it was scored.
+scored with (`inference_threshold`, `inference_tta`, `inference_refine`, `inference_edge_refiner`,
+`inference_one_car`) and, when the model has one, its learned boundary refiner as a second ONNX graph
+(`edge_refiner_onnx`, base64: inputs `photos` (K, s, s, 3) uint8 and `probabilities` (K, s, s) float32 tiles, output
+`refined`): onnxruntime and the file are all it takes to run it as it was scored.
 
 Opset 20, pinned: what torch 2.13's exporter (torch.export-based, `dynamo=True`) writes natively, so no version
 conversion runs; onnxruntime reads it from 1.17 on. The weights are inside the file (no external .data file).

@@ -16,6 +16,7 @@ import numpy as np
 
 from carvana.core.errors import CarvanaError
 from carvana.core.params import InferenceParams
+from carvana.inference.one_car import one_car
 
 EPS = 1e-3  # the filter's regularisation, in squared brightness (0..1): edges weaker than ~0.03 are smoothed over
 MAX_STEP = 4  # the coarse grid's largest cell, in photo pixels: 1/16 of the exact filter's box filtering
@@ -25,7 +26,8 @@ Refinement = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (H, W) probabilit
 
 def refinement(settings: InferenceParams, learned: Refinement | None) -> Refinement | None:
     """What the upsampled probabilities go through before the threshold, as `settings` say: the model's learned
-    boundary refiner (`learned`, carvana.inference.learned_edges), then the guided filter; None: neither."""
+    boundary refiner (`learned`, carvana.inference.learned_edges), the guided filter, then one car kept
+    (carvana.inference.one_car); None: none of them."""
     steps: list[Refinement] = []
     if settings.edge_refiner:
         if learned is None:
@@ -36,6 +38,8 @@ def refinement(settings: InferenceParams, learned: Refinement | None) -> Refinem
         steps.append(learned)
     if settings.refine:
         steps.append(partial(guided, radius=settings.refine))
+    if settings.one_car:
+        steps.append(partial(one_car, threshold=settings.threshold))
     if not steps:
         return None
 

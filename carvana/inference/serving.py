@@ -4,8 +4,8 @@ A request is a DataFrame with one column, `image`: a photo per row (JPEG, PNG or
 bytes base64-encoded. The answer has a row per photo: the car's mask at the photo's own size in Kaggle's run-length
 encoding (`rle`, top to bottom, left to right, 1-indexed), the photo's `width` and `height`, and with the param
 `cutout` the car on a transparent background (`cutout`: a base64 RGBA PNG). Params: `threshold`, `tta`, `refine`,
-`edge_refiner` (by default as the model was scored: carvana.inference.settings), `cutout` (false), `hard` (false:
-the cut-out's edge follows the probability; true: the mask's hard edge).
+`edge_refiner`, `one_car` (by default as the model was scored: carvana.inference.settings), `cutout` (false), `hard`
+(false: the cut-out's edge follows the probability; true: the mask's hard edge).
 
 A row that is not base64, over MAX_PHOTO_BYTES, not a photo Pillow decodes, or declaring more pixels than the
 decompression-bomb limit stops the request with an MlflowException(INVALID_PARAMETER_VALUE) naming the row
@@ -48,6 +48,7 @@ PARAMS = ParamSchema(
         ParamSpec("tta", "boolean", None),
         ParamSpec("refine", "long", None),
         ParamSpec("edge_refiner", "boolean", None),
+        ParamSpec("one_car", "boolean", None),
         ParamSpec("cutout", "boolean", False),
         ParamSpec("hard", "boolean", False),
     ]

@@ -5,20 +5,21 @@ of the model (predict, serve, the served model, render_masks) starts from what i
 
 from carvana.core.params import InferenceParams
 
-UNRECORDED = InferenceParams(threshold=0.5, tta=False, refine=0, edge_refiner=False)  # a model never evaluated
+UNRECORDED = InferenceParams(threshold=0.5, tta=False, refine=0, edge_refiner=False, one_car=False)  # never evaluated
 KEY = "inference"  # in a checkpoint
 METADATA = {  # in an ONNX export
     "threshold": "inference_threshold",
     "tta": "inference_tta",
     "refine": "inference_refine",
     "edge_refiner": "inference_edge_refiner",
+    "one_car": "inference_one_car",
 }
-BEFORE_REFINER = {"edge_refiner": False}  # what models scored before the learned refiner existed were scored with
+ADDED_LATER = {"edge_refiner": False, "one_car": False}  # what models scored before these settings existed used
 
 
 def recorded(checkpoint: dict) -> InferenceParams:
     """The settings a checkpoint was scored with (UNRECORDED when it carries none)."""
-    return InferenceParams(**(BEFORE_REFINER | checkpoint[KEY])) if KEY in checkpoint else UNRECORDED
+    return InferenceParams(**(ADDED_LATER | checkpoint[KEY])) if KEY in checkpoint else UNRECORDED
 
 
 def overridden(settings: InferenceParams, **given: float | bool | int | None) -> InferenceParams:
@@ -32,7 +33,7 @@ def as_metadata(settings: InferenceParams) -> dict[str, str]:
 
 def from_metadata(metadata: dict[str, str]) -> InferenceParams:
     value = {name: metadata[key] for name, key in METADATA.items() if key in metadata}
-    value.setdefault("edge_refiner", "false")
+    value = {name: str(default).lower() for name, default in ADDED_LATER.items()} | value
     if len(value) < len(METADATA):
         return UNRECORDED
     return InferenceParams(
@@ -40,6 +41,7 @@ def from_metadata(metadata: dict[str, str]) -> InferenceParams:
         tta=value["tta"] == "true",
         refine=int(value["refine"]),
         edge_refiner=value["edge_refiner"] == "true",
+        one_car=value["one_car"] == "true",
     )
 
 
@@ -49,4 +51,5 @@ def described(settings: InferenceParams) -> str:
     parts += ["mirror TTA"] if settings.tta else []
     parts += ["learned edges"] if settings.edge_refiner else []
     parts += [f"refine {settings.refine}"] if settings.refine else []
+    parts += ["one car"] if settings.one_car else []
     return ", ".join(parts)
