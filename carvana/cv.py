@@ -46,6 +46,7 @@ BEFORE_PARAMS = {
     "train.augment.colour_p": "0.0",
     "train.augment.repaint_p": "0.0",
     "train.augment.repaint_feather": "0.0",
+    "train.keep": "best",
 }
 
 

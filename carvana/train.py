@@ -195,7 +195,7 @@ def resume(
     """Process 0 decides whether the saved state is this run's and says so; every process then holds it."""
     progress, saved = None, None
     if ranks.main:
-        progress = Progress(slot(), fingerprint(logged), meta)
+        progress = Progress(slot(), fingerprint(logged), meta, keep=logged["train.keep"])
         print(f"train: {progress.resume(components)}")
         if progress.abandoned_run_id:
             end_abandoned(progress.abandoned_run_id)

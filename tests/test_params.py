@@ -142,11 +142,12 @@ def test_presets_apply_in_turn(params_file):
     assert "train.epochs=40" in args and "split_val.val_cars=0" in args and "split_val.folds=null" in args
 
 
-def test_the_lean_preset_keeps_the_cpu_recipe_but_its_network_and_epochs(params_file):
+def test_the_lean_preset_keeps_the_cpu_recipe_but_its_network_epochs_kept_epoch_and_one_car(params_file):
     cpu = set(set_args(["cpu"], params_file)[1::2])
     lean = set(set_args(["cpu", "lean"], params_file)[1::2])
     assert cpu - lean == {"train.epochs=40", "train.model.features=[16,32,64,128]"}
-    assert lean - cpu == {"train.epochs=50", "train.model.features=[8,16,32,64]"}
+    changed = {"train.epochs=50", 'train.keep="last"', "train.model.features=[8,16,32,64]", "inference.one_car=true"}
+    assert lean - cpu == changed
 
 
 def test_parse_rejects_non_mapping():

@@ -117,6 +117,18 @@ def test_progress_resumes_what_it_committed_and_publishes_weights_only(tmp_path)
     assert changed.epoch == 0 and changed.abandoned_run_id == "run1" and not (tmp_path / "slot").exists()
 
 
+def test_keep_last_keeps_the_last_epoch_whatever_its_val_dice(tmp_path):
+    model = UNet(features=[4, 8])
+    meta = {"model_config": {"in_channels": 3, "out_channels": 1, "features": [4, 8]}, "image_size": [16, 16]}
+    kept = {}
+    for keep in ("best", "last"):
+        progress = Progress(tmp_path / keep, {"params": {}, "data": "d", "code": "c"}, meta, keep=keep)
+        for epoch, dice in ((1, 0.5), (2, 0.4)):
+            progress.commit({"epoch": epoch, "val_dice": dice}, "run", {"model": model})
+        kept[keep] = (progress.best["epoch"], load_checkpoint(tmp_path / keep / "best.pt")["epoch"])
+    assert kept == {"best": (1, 1), "last": (2, 2)}
+
+
 def test_the_weight_average_follows_the_weights_slowly():
     model = torch.nn.Linear(2, 1)
     ema = Ema(model, decay=0.9)

@@ -133,6 +133,10 @@ class TrainParams(Group):
     ema: Float = Field(
         ge=0, lt=1, description="decay of an average of the weights, scored and kept instead of them (0: off)"
     )
+    keep: Literal["best", "last"] = Field(
+        description="the epoch kept as the model (checkpoints/best.pt, what evaluate scores): the best val dice's, "
+        "or the last (a val score chosen on the cars it is then judged on flatters cross-validation)"
+    )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         description="auto: bf16 where the hardware computes it natively (fp16 on older GPUs), else fp32"
     )

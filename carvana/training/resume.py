@@ -86,6 +86,7 @@ class Progress:
     run_id: str | None = None
     minutes: float = 0.0  # of training and val scoring so far, resumes included
     abandoned_run_id: str | None = None  # the run of a saved state that could not be resumed
+    keep: str = "best"  # train.keep: the epoch best.pt holds, the best val dice's or the last
 
     def resume(self, components: dict[str, Stateful]) -> str:
         """Load the saved state into `components` if it belongs to this very run; say what happened."""
@@ -124,7 +125,9 @@ class Progress:
         """Record a completed epoch. last.pt is written last: it is what a resume starts from."""
         self.epoch, self.run_id = int(row["epoch"]), run_id
         self.history.append(row)
-        improved = not self.best or "val_dice" not in row or row["val_dice"] > self.best["val_dice"]  # no val: last
+        improved = (
+            self.keep == "last" or not self.best or "val_dice" not in row or row["val_dice"] > self.best["val_dice"]
+        )  # no val score (a final fit): the last
         self.best = row if improved else self.best
         weights = {**self.meta, "epoch": self.epoch, "metrics": row, "model": components["model"].state_dict()}
         if improved:
