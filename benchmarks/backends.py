@@ -22,7 +22,6 @@ from benchmarks.inference import described, served_masks
 from benchmarks.measure import compare
 from benchmarks.recipes import Recipe
 from benchmarks.report import Row
-from carvana.core.params import InferenceParams
 from carvana.data.layout import image_path
 from carvana.inference.onnx_backend import OnnxSegmenter
 from carvana.inference.onnx_export import export_onnx
@@ -30,6 +29,7 @@ from carvana.inference.openvino_backend import OpenVinoSegmenter
 from carvana.inference.photos import Photo
 from carvana.inference.quantize import CALIBRATION_PHOTOS, quantize_onnx, sampled
 from carvana.inference.segmenter import Segmenter, TorchSegmenter
+from carvana.inference.settings import UNRECORDED
 
 BATCH = 16
 
@@ -55,7 +55,7 @@ def measure_here(
     backends = exported_backends(checkpoint, sampled(images, recipe.size, CALIBRATION_PHOTOS), work)
     photos = [Photo(i, str(image_path(root, i)), image_path(root, i)) for i in ids]
     out = work / "backend-masks"
-    plain = InferenceParams(threshold=0.5, tta=False, refine=0, edge_refiner=False)
+    plain = UNRECORDED  # threshold 0.5, no TTA, no refinement
     torch_segmenter = TorchSegmenter(checkpoint, batch_size=BATCH)
     torch_masks = served_masks(photos, torch_segmenter, plain, out)
     torch_masks()  # warm-up

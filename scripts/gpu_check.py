@@ -38,7 +38,7 @@ def train_params(precision: str, compile_model: bool, features: list[int]) -> Tr
     augment = AugmentParams.off()
     return TrainParams(
         device="auto", epochs=1, batch_size=4, processes=1, lr=3e-4, lr_schedule="constant", num_workers=0,
-        loss="bce_dice", boundary_weight=1.0, ema=0.0, precision=precision, compile=compile_model,
+        loss="bce_dice", boundary_weight=1.0, ema=0.0, keep="best", precision=precision, compile=compile_model,
         panels_per_epoch=0, full_res_every=0, augment=augment,
         model=ModelParams(features=features, space_to_depth=1, block="conv"),
     )  # fmt: skip
