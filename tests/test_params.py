@@ -150,6 +150,13 @@ def test_the_lean_preset_keeps_the_cpu_recipe_but_its_network_epochs_kept_epoch_
     assert lean - cpu == changed
 
 
+def test_the_sharp_preset_is_the_lean_recipe_at_384x576(params_file):
+    lean = set(set_args(["cpu", "lean"], params_file)[1::2])
+    sharp = set(set_args(["cpu", "lean", "sharp"], params_file)[1::2])
+    assert lean - sharp == {"prepare.image_height=256", "prepare.image_width=384"}
+    assert sharp - lean == {"prepare.image_height=384", "prepare.image_width=576"}
+
+
 def test_parse_rejects_non_mapping():
     with pytest.raises(CarvanaError, match="must be a mapping"):
         parse([1, 2])
