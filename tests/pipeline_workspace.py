@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from carvana.preset import merged
+from carvana.server.processes import stop_group
 
 REPO = Path(__file__).resolve().parents[1]
 COPIED = ["carvana", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvc/config", ".dvcignore", ".gitignore", "data"]
@@ -35,6 +36,11 @@ TINY_PARAMS = {
 # bf16, its best val dice was 0.92-0.98 (AMD EPYC, AVX2; bf16 forced). The tiny params' 2 epochs call every pixel
 # car, and 6 epochs at batch 8 stayed there for one seed of five.
 LEARNS_CARS = {"train": {"epochs": 8, "lr": 0.005, "batch_size": 4}}
+
+# Seconds a command may take: several times the slowest end-to-end test's whole run (115 s, a 2-core AMD EPYC). A hung
+# command is stopped with its children, and its output so far goes into the failure (pytest-timeout's stack dump
+# would show only the test's side).
+COMMAND_TIMEOUT = 600
 
 
 class Checkout:
@@ -68,7 +74,17 @@ class Checkout:
         )
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run(args, cwd=self.root, env=self.env, capture_output=True, text=True)
+        process = self.start(*args)
+        try:
+            stdout, stderr = process.communicate(timeout=COMMAND_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            stop_group(process)
+            stdout, stderr = process.communicate()
+            raise AssertionError(f"{' '.join(args)} still ran after {COMMAND_TIMEOUT} s:\n{stdout}\n{stderr}") from None
+        except BaseException:  # the test is interrupted (Ctrl-C, pytest-timeout): nothing of the command outlives it
+            stop_group(process)
+            raise
+        result = subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
         self.commands.append(result)
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")

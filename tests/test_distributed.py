@@ -21,9 +21,11 @@ REPO = HELPER.parents[1]
 
 
 def gradients(out: Path, processes: int, broken: str | None = None) -> list[dict[str, torch.Tensor]]:
-    launcher = ["-m", "torch.distributed.run", f"--nproc-per-node={processes}"] if processes > 1 else []
+    # --standalone: a free port for the rendezvous, not torchrun's fixed 29500, which another test may hold
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"] if processes > 1 else []
     command = [sys.executable, *launcher, str(HELPER), str(out), *(["--break", broken] if broken else [])]
-    subprocess.run(command, check=True, cwd=REPO, capture_output=True, env={"OMP_NUM_THREADS": "1", "PATH": ""})
+    env = {"OMP_NUM_THREADS": "1", "PATH": ""}
+    subprocess.run(command, check=True, cwd=REPO, capture_output=True, env=env, timeout=300)
     return [torch.load(out / f"rank{rank}.pt") for rank in range(processes)]
 
 

@@ -92,7 +92,7 @@ def train_on_two_nodes(node0: Workspace, node1: Checkout) -> None:
         "torchrun", "--nnodes", "2", "--node-rank", "1", "--master-addr", "127.0.0.1", "--master-port", port,
         "--nproc-per-node", "1", "-m", "carvana.train", "--processes", "2",
     )  # fmt: skip
-    out1, err1 = second.communicate(timeout=900)
+    out1, err1 = second.communicate(timeout=600)
     out0, err0 = first.communicate(timeout=300)
     assert second.returncode == 0, out1 + err1
     assert first.returncode == 0, out0 + err0

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.e2e
 LEARNING_RATES = ["0.002", "0.003"]
 
 
-def wait_for_queue(ws: Workspace, count: int, timeout: float = 900) -> list[str]:
+def wait_for_queue(ws: Workspace, count: int, timeout: float = 600) -> list[str]:
     """Poll `dvc queue status` until `count` experiments have finished; return their status lines."""
     deadline = time.monotonic() + timeout
     while True:
