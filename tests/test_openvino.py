@@ -136,13 +136,19 @@ def test_int8_without_prepared_photos_is_refused_in_one_line(workspace, tmp_path
 
 
 REFINED = """
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
 from carvana.inference.onnx_backend import OnnxSegmenter
 from carvana.inference.openvino_backend import OpenVinoSegmenter
 segmenter = {backend}(Path("{model}"))
 assert segmenter.settings.edge_refiner
-np.save("{out}", segmenter.edge_refiner(np.load("{folder}/full.npy"), np.load("{folder}/photo.npy")))
+full, photo = np.load("{folder}/full.npy"), np.load("{folder}/photo.npy")
+refined = segmenter.edge_refiner(full, photo)
+with ThreadPoolExecutor(4) as pool:  # predict refines the masks of a batch on several threads at once
+    together = list(pool.map(lambda _: segmenter.edge_refiner(full, photo), range(16)))
+assert all(np.array_equal(refined, other) for other in together)
+np.save("{out}", refined)
 """
 SCORED = "stages/evaluate/model.pt"  # best.pt with evaluate's settings and the learned boundary refiner (on)
 

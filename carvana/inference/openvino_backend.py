@@ -11,6 +11,7 @@ openvino is imported when a segmenter is made or a model converted: it comes wit
 
 import base64
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -109,4 +110,13 @@ def openvino_refiner(metadata: dict[str, str]) -> LearnedRefiner | None:
         graph.write_bytes(base64.b64decode(metadata[REFINER_KEY]))
         core = ov.Core()
         compiled = core.compile_model(core.read_model(str(graph)), "CPU", F32)
-    return LearnedRefiner(lambda photos, probabilities: compiled([photos, probabilities])[0])
+    # predict refines on several threads at once, and an infer request runs one inference at a time ("Infer
+    # Request is busy"): one request per thread
+    requests = threading.local()
+
+    def run(photos: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+        if not hasattr(requests, "request"):
+            requests.request = compiled.create_infer_request()
+        return requests.request.infer([photos, probabilities])[0]
+
+    return LearnedRefiner(run)
