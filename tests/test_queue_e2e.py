@@ -1,6 +1,10 @@
 """Queued DVC experiments run side by side (two workers) land as complete MLflow runs, none lost."""
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
 import time
 
 import pytest
@@ -31,13 +35,32 @@ def wait_for_queue(ws: Workspace, count: int, timeout: float = 600) -> list[str]
         raise AssertionError("\n".join([str(error), *tails])) from None
 
 
+def start_queue(ws: Workspace, jobs: int) -> None:
+    """`dvc queue start`, its output in a file: the workers it leaves running inherit it, and a pipe would stay open
+    until the last one exits. One may never exit: seen here, a worker told to shut down on an empty queue while its
+    task still ran finished the task and then sat idle for good."""
+    with (ws.root.parent / "queue-start.log").open("w") as log:
+        command = ["dvc", "queue", "start", "-j", str(jobs)]
+        subprocess.run(command, cwd=ws.root, env=ws.env, stdout=log, stderr=subprocess.STDOUT, check=True, timeout=120)
+
+
+def stop_workers(ws: Workspace) -> None:
+    """SIGTERM every queue worker still running: none outlives the test."""
+    for pid_file in (ws.root / ".dvc" / "tmp" / "exps" / "celery").glob("*.pid"):
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+
+
 def test_queued_experiments_run_side_by_side_make_complete_runs(tmp_path):
     ws = Workspace(tmp_path / "ws")
     ws.run("dvc", "repro")  # the baseline the experiments branch from
     for index, lr in enumerate(LEARNING_RATES):
         ws.run("dvc", "exp", "run", "--queue", "-n", f"queued-{index}", "-S", f"train.lr={lr}")
-    ws.run("dvc", "queue", "start", "-j", "2")
-    statuses = wait_for_queue(ws, len(LEARNING_RATES))
+    try:
+        start_queue(ws, jobs=2)
+        statuses = wait_for_queue(ws, len(LEARNING_RATES))
+    finally:
+        stop_workers(ws)
     assert all(line.split()[-1] == "Success" for line in statuses), statuses
 
     shown = json.loads(ws.run("dvc", "exp", "show", "--json").stdout)
