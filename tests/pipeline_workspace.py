@@ -43,6 +43,14 @@ LEARNS_CARS = {"train": {"epochs": 8, "lr": 0.005, "batch_size": 4}}
 COMMAND_TIMEOUT = 600
 
 
+def output_so_far(process: subprocess.Popen) -> str:
+    """What a stopped command wrote. A process it started outside its group (a daemon) may still hold its pipes."""
+    try:
+        return "\n".join(process.communicate(timeout=10))
+    except subprocess.TimeoutExpired:
+        return "(its output is held open by a process it started outside its group)"
+
+
 class Checkout:
     """A git + DVC repository at root. Commands run in it with the tests' environment (nothing of the developer's
     own DVC, MLflow or AWS settings), and every one run() finishes is kept in `commands`."""
@@ -79,8 +87,8 @@ class Checkout:
             stdout, stderr = process.communicate(timeout=COMMAND_TIMEOUT)
         except subprocess.TimeoutExpired:
             stop_group(process)
-            stdout, stderr = process.communicate()
-            raise AssertionError(f"{' '.join(args)} still ran after {COMMAND_TIMEOUT} s:\n{stdout}\n{stderr}") from None
+            output = output_so_far(process)
+            raise AssertionError(f"{' '.join(args)} still ran after {COMMAND_TIMEOUT} s:\n{output}") from None
         except BaseException:  # the test is interrupted (Ctrl-C, pytest-timeout): nothing of the command outlives it
             stop_group(process)
             raise

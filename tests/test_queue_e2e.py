@@ -14,6 +14,7 @@ from pipeline_workspace import Workspace
 pytestmark = pytest.mark.e2e
 
 LEARNING_RATES = ["0.002", "0.003"]
+WORKERS = ".dvc/tmp/exps/celery"  # each queue worker's log (.out) and pid file
 
 
 def wait_for_queue(ws: Workspace, count: int, timeout: float = 600) -> list[str]:
@@ -30,7 +31,7 @@ def wait_for_queue(ws: Workspace, count: int, timeout: float = 600) -> list[str]
             assert time.monotonic() < deadline, "\n".join(lines)
             time.sleep(2)
     except AssertionError as error:
-        logs = sorted((ws.root / ".dvc" / "tmp" / "exps" / "celery").glob("*.out"))
+        logs = sorted((ws.root / WORKERS).glob("*.out"))
         tails = [f"== {log}\n{log.read_text()[-4000:]}" for log in logs]
         raise AssertionError("\n".join([str(error), *tails])) from None
 
@@ -46,7 +47,7 @@ def start_queue(ws: Workspace, jobs: int) -> None:
 
 def stop_workers(ws: Workspace) -> None:
     """SIGTERM every queue worker still running: none outlives the test."""
-    for pid_file in (ws.root / ".dvc" / "tmp" / "exps" / "celery").glob("*.pid"):
+    for pid_file in (ws.root / WORKERS).glob("*.pid"):
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pid_file.read_text()), signal.SIGTERM)
 
