@@ -157,6 +157,13 @@ def test_the_sharp_preset_is_the_lean_recipe_at_384x576(params_file):
     assert sharp - lean == {"prepare.image_height=384", "prepare.image_width=576"}
 
 
+def test_the_long_preset_is_the_sharp_recipe_for_66_epochs(params_file):
+    sharp = set(set_args(["cpu", "lean", "sharp"], params_file)[1::2])
+    long = set(set_args(["cpu", "lean", "sharp", "long"], params_file)[1::2])
+    assert sharp - long == {"train.epochs=50"}
+    assert long - sharp == {"train.epochs=66"}
+
+
 def test_parse_rejects_non_mapping():
     with pytest.raises(CarvanaError, match="must be a mapping"):
         parse([1, 2])
