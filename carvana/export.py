@@ -7,8 +7,9 @@ URI) or a run id; by default the champion if a tracking store is reachable, else
                 `probabilities` (N, H, W) float32; the size and inference settings in its metadata.
 --openvino DIR  OpenVINO IR (DIR/model.xml, DIR/model.bin) converted from that ONNX graph.
 --int8          quantized to INT8 (onnxruntime's static quantization, calibrated on 256 of this workspace's
-                prepared train photos), then gated: its full-resolution dice on the val photos may fall at most
-                --max-dice-drop (0.001) below the fp32 model's, else nothing is written.
+                prepared train photos; a learned boundary refiner too, on tiles along 32 train photos' edges), then
+                gated: its full-resolution dice on the val photos may fall at most --max-dice-drop (0.001) below
+                the fp32 model's, else nothing is written.
 
 When the model's MLflow run is in the store (a models:/ URI, a run id, or this workspace's best.pt with its run in
 stages/train/mlflow_run.json), the export is also logged to that run (onnx/, openvino/; int8 beside them). Run it
@@ -21,20 +22,36 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from carvana.core.atomic import atomic_write, prepared_parent
 from carvana.core.cli import Parser, probability
 from carvana.core.errors import CarvanaError, run_main
 from carvana.core.outputs import Prepared, load_prepared, stage_dir
+from carvana.core.params import InferenceParams
+from carvana.inference.learned_edges import KEY as REFINER
 from carvana.inference.onnx_backend import OnnxSegmenter
 from carvana.inference.onnx_export import OPSET, export_onnx, log_export
 from carvana.inference.openvino_backend import OpenVinoSegmenter, convert
-from carvana.inference.quantize import CALIBRATION_PHOTOS, MAX_DICE_DROP, Gate, full_res_dice, quantize_onnx, sampled
+from carvana.inference.quantize import (
+    CALIBRATION_PHOTOS,
+    MAX_DICE_DROP,
+    EdgeTiles,
+    Gate,
+    full_res_dice,
+    quantize_onnx,
+    sampled,
+)
 from carvana.inference.references import default_reference, local_file, trained_by
-from carvana.inference.segmenter import Segmenter, TorchSegmenter
+from carvana.inference.scoring import spread
+from carvana.inference.segmenter import FlipAveraged, Segmenter, TorchSegmenter
 from carvana.inference.settings import recorded
 from carvana.model.checkpoint import load_checkpoint
+from carvana.training.refiner_tiles import sample_tiles
 
 GATE_BATCH = 16
+CALIBRATION_TILE_PHOTOS = 32  # train photos whose edges calibrate the learned refiner's INT8 ranges
+TILES_PER_PHOTO = 8
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -109,7 +126,8 @@ def int8(checkpoint: Path, fp32: Path, train: Prepared, val: Prepared, openvino:
     loaded = load_checkpoint(checkpoint)
     size, settings = tuple(loaded["image_size"]), recorded(loaded)
     quantized = fp32.with_name("model-int8.onnx")
-    quantize_onnx(fp32, quantized, sampled(train.images, size, CALIBRATION_PHOTOS))
+    tiles = edge_tiles(checkpoint, settings, train, size) if REFINER in loaded else None
+    quantize_onnx(fp32, quantized, sampled(train.images, size, CALIBRATION_PHOTOS), tiles)
     val_photos = val.images if val.images.shape[1:3] == size else sampled(val.images, size, len(val.ids))
 
     def dice(segmenter: Segmenter) -> float:
@@ -120,6 +138,27 @@ def int8(checkpoint: Path, fp32: Path, train: Prepared, val: Prepared, openvino:
     gate.check()
     print(f"export: INT8 passed the gate: {gate}")
     return quantized
+
+
+def edge_tiles(checkpoint: Path, settings: InferenceParams, train: Prepared, size: tuple[int, int]) -> EdgeTiles:
+    """Tiles along the coarse mask's edge of some train photos at full resolution, with the probabilities the
+    learned boundary refiner is given there (TTA as `settings` say): what its INT8 ranges are calibrated on."""
+    coarse = TorchSegmenter(checkpoint, batch_size=GATE_BATCH)
+    segmenter = FlipAveraged(coarse) if settings.tta else coarse
+    picked = spread(CALIBRATION_TILE_PHOTOS, len(train.ids))
+    images = sampled(train.images[picked], size, len(picked))
+    with tempfile.TemporaryDirectory(prefix="carvana-tiles-") as scratch:
+        tiles = sample_tiles(
+            segmenter,
+            stage_dir("download"),
+            [train.ids[index] for index in picked],
+            images,
+            TILES_PER_PHOTO,
+            jitter=0,
+            rng=np.random.default_rng(0),
+            folder=Path(scratch),
+        )
+        return np.array(tiles.photos), np.array(tiles.probabilities)
 
 
 def int8_segmenter(quantized: Path, openvino: bool) -> Segmenter:

@@ -2,12 +2,14 @@
 openvino backend, against PyTorch on a real tiny pipeline's model (the parity gate of tests/test_onnx.py), and the
 INT8 accuracy gate."""
 
+import base64
 import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import onnx
+import openvino
 import pytest
 import torch
 from conftest import NETWORK_IDS, NETWORKS, untrained_checkpoint
@@ -19,11 +21,12 @@ from test_onnx import BEST, MAX_MASK_DIFFERENCE, MAX_PROBABILITY_DIFFERENCE, pre
 from carvana.core.errors import CarvanaError
 from carvana.data.imageio import read_image, read_mask
 from carvana.data.layout import image_path, mask_path
-from carvana.inference.onnx_export import export_onnx
-from carvana.inference.openvino_backend import OpenVinoSegmenter, export_openvino
+from carvana.inference.onnx_export import REFINER_KEY, export_onnx
+from carvana.inference.openvino_backend import OpenVinoSegmenter, convert, export_openvino
 from carvana.inference.quantize import Gate, quantize_onnx
 from carvana.inference.segmenter import TorchSegmenter
 from carvana.model.checkpoint import load_checkpoint, save_checkpoint
+from carvana.training.refiner_tiles import photo_tiles
 
 
 @pytest.mark.numerics
@@ -153,29 +156,48 @@ np.save("{out}", refined)
 SCORED = "stages/evaluate/model.pt"  # best.pt with evaluate's settings and the learned boundary refiner (on)
 
 
-@pytest.mark.e2e
-def test_the_learned_refiner_travels_in_the_exports_and_matches_torch(workspace, val_ids, tmp_path):
-    # the tiny network calls every pixel car, so its refiner learned nothing: give it weights that change things
+def changing_refiner(workspace: Workspace, folder: Path) -> Path:
+    """evaluate's model with a refiner that changes things: the tiny network calls every pixel car, so its own refiner
+    learned nothing."""
     scored = load_checkpoint(workspace.root / SCORED)
     torch.manual_seed(0)
     scored["edge_refiner"]["model"]["head.weight"] = torch.randn_like(scored["edge_refiner"]["model"]["head.weight"])
-    model = tmp_path / "model.pt"
+    model = folder / "model.pt"
     save_checkpoint(model, scored)
+    return model
+
+
+def edge_of(workspace: Workspace, image_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """A photo and its true mask blurred into probabilities with an edge."""
+    root = workspace.root / "stages/download"
+    photo = read_image(image_path(root, image_id))
+    return photo, cv2.GaussianBlur(read_mask(mask_path(root, image_id)).astype(np.float32), (9, 9), 3)
+
+
+def refined_by(
+    workspace: Workspace, model: Path, backend: str, exported: Path, folder: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """An edge of the first val photo refined by `exported` (of `model`) run in `backend` (in a process of its own,
+    as predict runs it: the runtimes' thread pools stay out of this one), and by torch."""
+    photo, full = edge_of(workspace, (workspace.root / "stages/prepare/val/ids.txt").read_text().split()[0])
+    np.save(folder / "full.npy", full)
+    np.save(folder / "photo.npy", photo)
+    refined = folder / f"{backend}.npy"
+    workspace.run("python", "-c", REFINED.format(backend=backend, model=exported, folder=folder, out=refined))
+    expected = TorchSegmenter(model).edge_refiner(full, photo)
+    assert np.abs(expected - full).max() > 0.01  # the refiner changes the probabilities
+    return np.load(refined), expected
+
+
+@pytest.mark.e2e
+def test_the_learned_refiner_travels_in_the_exports_and_matches_torch(workspace, val_ids, tmp_path):
+    model = changing_refiner(workspace, tmp_path)
     onnx_file, ir = tmp_path / "scored.onnx", tmp_path / "ir"
     workspace.run("carvana", "export", "--onnx", str(onnx_file), "--model", str(model))
     workspace.run("carvana", "export", "--openvino", str(ir), "--model", str(model))
-    root = workspace.root / "stages/download"
-    photo = read_image(image_path(root, val_ids[0]))
-    full = cv2.GaussianBlur(read_mask(mask_path(root, val_ids[0])).astype(np.float32), (9, 9), 3)  # an edge
-    expected = TorchSegmenter(model).edge_refiner(full, photo)
-    assert np.abs(expected - full).max() > 0.01  # the refiner changes the probabilities
-    np.save(tmp_path / "full.npy", full)
-    np.save(tmp_path / "photo.npy", photo)
     for backend, exported in (("OnnxSegmenter", onnx_file), ("OpenVinoSegmenter", ir)):
-        # in a process of its own, as predict runs it: the runtimes' thread pools stay out of this one
-        refined = tmp_path / f"{backend}.npy"
-        workspace.run("python", "-c", REFINED.format(backend=backend, model=exported, folder=tmp_path, out=refined))
-        np.testing.assert_allclose(np.load(refined), expected, atol=MAX_PROBABILITY_DIFFERENCE)
+        refined, expected = refined_by(workspace, model, backend, exported, tmp_path)
+        np.testing.assert_allclose(refined, expected, atol=MAX_PROBABILITY_DIFFERENCE)
 
     torch_masks = predicted_masks(workspace, val_ids, tmp_path / "torch", "--backend", "torch", "--model", str(model))
     for exported in (onnx_file, ir):
@@ -183,3 +205,37 @@ def test_the_learned_refiner_travels_in_the_exports_and_matches_torch(workspace,
         differing, pixels = differing_pixels(ours, torch_masks)
         print(f"predict --masks --model {exported.name} (learned edges) vs torch: {differing} of {pixels} px differ")
         assert differing <= MAX_MASK_DIFFERENCE * pixels
+
+
+@pytest.mark.e2e
+def test_an_int8_export_quantizes_the_learned_refiner_too(workspace, tmp_path):
+    model = changing_refiner(workspace, tmp_path)
+    ir = tmp_path / "int8"
+    result = workspace.run("carvana", "export", "--openvino", str(ir), "--int8", "--model", str(model))
+    assert "(INT8, " in result.stdout and result.stderr == ""
+    info = openvino.Core().read_model(str(ir / "model.xml")).get_rt_info()["carvana"]
+    refiner = onnx.load_from_string(base64.b64decode(info[REFINER_KEY].astype(str)))
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {node.op_type for node in refiner.graph.node}
+
+
+@pytest.mark.e2e
+def test_an_int8_refiner_calibrated_on_edges_refines_as_torch_does(workspace, tmp_path):
+    # calibrated on true edges: the tiny network calls every pixel car, so the export's own tiles hold none
+    model = changing_refiner(workspace, tmp_path)
+    fp32, int8 = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
+    size = export_onnx(model, fp32)
+    rng = np.random.default_rng(0)
+    train_ids = (workspace.root / "stages/prepare/train/ids.txt").read_text().split()[:4]
+    tiles = [
+        photo_tiles(photo, full > 0.5, full, 16, 0, rng)[:2]
+        for photo, full in (edge_of(workspace, i) for i in train_ids)
+    ]
+    quantize_onnx(fp32, int8, random_photos(8, size), tuple(np.concatenate(column) for column in zip(*tiles)))
+    convert(int8, tmp_path / "ir")
+    for backend, exported in (("OnnxSegmenter", int8), ("OpenVinoSegmenter", tmp_path / "ir")):
+        refined, expected = refined_by(workspace, model, backend, exported, tmp_path)
+        difference = np.abs(refined - expected)
+        print(
+            f"{backend} INT8 refiner vs torch: max {difference.max():.4f}, mean {difference[difference > 0].mean():.4f}"
+        )
+        assert difference.max() < 0.05

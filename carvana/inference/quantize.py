@@ -5,12 +5,15 @@ QuantizeLinear/DequantizeLinear pairs around the convolutions (QDQ: int8 weights
 activations); onnxruntime and OpenVINO both run such a file with INT8 kernels. The weights use 7 of the 8 bits
 (`reduce_range`): CPUs without VNNI (AVX2 only) multiply uint8 by int8 in 16-bit sums that saturate at full
 range, and the default model's masks then disagreed with fp32's on half the pixels under onnxruntime (on 0.03 %
-with it). The gate scores the INT8 model on the val photos as evaluate scores the fp32 one (full resolution, the
-recorded inference settings): an INT8 model whose mean dice falls more than `max_drop` below fp32's is refused.
+with it). A model holding the learned boundary refiner has its refiner's graph quantized the same way, calibrated
+on tiles along the coarse edges of train photos at full resolution (what the refiner is given in use). The gate
+scores the INT8 model on the val photos as evaluate scores the fp32 one (full resolution, the recorded inference
+settings, the INT8 refiner included): an INT8 model whose mean dice falls more than `max_drop` below fp32's is
+refused.
 """
 
+import base64
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,50 +23,82 @@ from carvana.core.atomic import atomic_write
 from carvana.core.errors import CarvanaError
 from carvana.core.params import InferenceParams
 from carvana.data.resize import resize_photo
-from carvana.inference.onnx_export import INPUT, require
+from carvana.inference.onnx_export import INPUT, REFINER_INPUTS, REFINER_KEY, require
 from carvana.inference.refine import refinement
 from carvana.inference.scoring import FullResScores, spread
 from carvana.inference.segmenter import FlipAveraged, Segmenter
 
 CALIBRATION_PHOTOS = 256  # "a few hundred": more moves the ranges little and costs minutes
 CALIBRATION_BATCH = 8
+CALIBRATION_TILES = 64  # the refiner's calibration batch
 MAX_DICE_DROP = 0.001
 
+EdgeTiles = tuple[np.ndarray, np.ndarray]  # (K, s, s, 3) uint8 photo tiles, (K, s, s) float32 probabilities
 
-def quantize_onnx(fp32: Path, out: Path, photos: np.ndarray) -> None:
+
+def quantize_onnx(fp32: Path, out: Path, photos: np.ndarray, tiles: EdgeTiles | None = None) -> None:
     """Write `fp32`'s model quantized to INT8, calibrated on `photos` ((N, H, W, 3) uint8 at the model's size),
-    with fp32's metadata (size, inference settings), whole or not at all."""
-    onnx, quantization = require("onnx"), require("onnxruntime.quantization")
-    shape_inference = require("onnxruntime.quantization.shape_inference")
-
-    class Photos(quantization.CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches: Iterator[np.ndarray] = iter(np.array_split(photos, -(-len(photos) // CALIBRATION_BATCH)))
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            batch = next(self.batches, None)
-            return None if batch is None else {INPUT: np.ascontiguousarray(batch)}
+    with fp32's metadata (size, inference settings), whole or not at all. Its learned boundary refiner, when `tiles`
+    are given to calibrate it on, is quantized too."""
+    onnx = require("onnx")
 
     def write(tmp: Path) -> None:
-        with tempfile.TemporaryDirectory(prefix="carvana-int8-") as scratch:
-            prepared = Path(scratch) / "prepared.onnx"  # shapes inferred, BatchNorm folded into the convolutions
-            shape_inference.quant_pre_process(str(fp32), str(prepared))
-            quantization.quantize_static(
-                str(prepared),
-                str(tmp),
-                Photos(),
-                quant_format=quantization.QuantFormat.QDQ,
-                per_channel=True,
-                reduce_range=True,
-                activation_type=quantization.QuantType.QUInt8,
-                weight_type=quantization.QuantType.QInt8,
-                calibrate_method=quantization.CalibrationMethod.MinMax,
-            )
+        quantize_graph(fp32, tmp, [{INPUT: batch} for batch in batches(photos, CALIBRATION_BATCH)])
         model = onnx.load(str(tmp))
-        model.metadata_props.extend(onnx.load(str(fp32), load_external_data=False).metadata_props)
+        metadata = {prop.key: prop.value for prop in onnx.load(str(fp32), load_external_data=False).metadata_props}
+        if tiles is not None:
+            metadata[REFINER_KEY] = quantized_refiner(metadata[REFINER_KEY], tiles)
+        onnx.helper.set_model_props(model, metadata)
         onnx.save(model, str(tmp))
 
     atomic_write(out, write)
+
+
+def quantized_refiner(graph: str, tiles: EdgeTiles) -> str:
+    """The refiner's ONNX graph (base64, as the export's metadata holds it) quantized, calibrated on `tiles`."""
+    with tempfile.TemporaryDirectory(prefix="carvana-int8-") as scratch:
+        fp32, int8 = Path(scratch) / "refiner.onnx", Path(scratch) / "refiner-int8.onnx"
+        fp32.write_bytes(base64.b64decode(graph))
+        photos, probabilities = tiles
+        feeds = [
+            dict(zip(REFINER_INPUTS, pair))
+            for pair in zip(batches(photos, CALIBRATION_TILES), batches(probabilities, CALIBRATION_TILES))
+        ]
+        quantize_graph(fp32, int8, feeds)
+        return base64.b64encode(int8.read_bytes()).decode("ascii")
+
+
+def quantize_graph(fp32: Path, out: Path, feeds: list[dict[str, np.ndarray]]) -> None:
+    """onnxruntime's static QDQ quantization of the ONNX file `fp32` into `out`, its activations' ranges taken from
+    running it on `feeds`."""
+    quantization = require("onnxruntime.quantization")
+    shape_inference = require("onnxruntime.quantization.shape_inference")
+
+    class Feeds(quantization.CalibrationDataReader):
+        def __init__(self) -> None:
+            self.feeds = iter(feeds)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.feeds, None)
+
+    with tempfile.TemporaryDirectory(prefix="carvana-int8-") as scratch:
+        prepared = Path(scratch) / "prepared.onnx"  # shapes inferred, BatchNorm folded into the convolutions
+        shape_inference.quant_pre_process(str(fp32), str(prepared))
+        quantization.quantize_static(
+            str(prepared),
+            str(out),
+            Feeds(),
+            quant_format=quantization.QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=True,
+            activation_type=quantization.QuantType.QUInt8,
+            weight_type=quantization.QuantType.QInt8,
+            calibrate_method=quantization.CalibrationMethod.MinMax,
+        )
+
+
+def batches(rows: np.ndarray, size: int) -> list[np.ndarray]:
+    return [np.ascontiguousarray(rows[start : start + size]) for start in range(0, len(rows), size)]
 
 
 def sampled(images: np.ndarray, size: tuple[int, int], count: int) -> np.ndarray:
