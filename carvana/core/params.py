@@ -101,6 +101,11 @@ class ModelParams(Group):
 class AugmentParams(Group):
     rotate_limit: Float = Field(ge=0, le=180, description="rotation range in degrees, +-")
     rotate_p: Probability
+    shift_scale_p: Probability = Field(
+        description="the photo zoomed by up to +-scale_limit and shifted by up to +-shift_limit of its size"
+    )
+    scale_limit: Float = Field(ge=0, lt=1, description="zoom range, +- (0.2: 0.8x .. 1.2x)")
+    shift_limit: Float = Field(ge=0, le=0.5, description="shift range, +- a share of the photo's width and height")
     hflip_p: Probability
     vflip_p: Probability
     brightness_contrast_p: Probability

@@ -9,6 +9,7 @@ from typing import Any
 
 import albumentations as A
 import numpy as np
+import cv2
 from albumentations.pytorch import ToTensorV2
 
 from carvana.core.params import AugmentParams
@@ -25,6 +26,7 @@ def train_transform(augment: AugmentParams) -> A.Compose:
             RepaintCar(augment.repaint_feather, p=augment.repaint_p),
             A.OneOf([A.HueSaturationValue(180, 0, 0, p=1), A.ChannelShuffle(p=1), A.ToGray(p=1)], p=augment.colour_p),
             A.Rotate(limit=augment.rotate_limit, p=augment.rotate_p),
+            *shift_scale(augment),
             A.HorizontalFlip(p=augment.hflip_p),
             A.VerticalFlip(p=augment.vflip_p),
             A.RandomBrightnessContrast(p=augment.brightness_contrast_p),
@@ -32,6 +34,21 @@ def train_transform(augment: AugmentParams) -> A.Compose:
             ToTensorV2(),
         ]
     )
+
+
+def shift_scale(augment: AugmentParams) -> list[A.Affine]:
+    """The photo zoomed and shifted, its edges' pixels carried outwards (a studio's floor and wall, not black).
+    Left out when off, so that recipes without it draw the same random numbers as before it existed."""
+    if augment.shift_scale_p == 0:
+        return []
+    return [
+        A.Affine(
+            scale=(1 - augment.scale_limit, 1 + augment.scale_limit),
+            translate_percent=(-augment.shift_limit, augment.shift_limit),
+            border_mode=cv2.BORDER_REPLICATE,
+            p=augment.shift_scale_p,
+        )
+    ]
 
 
 class RepaintCar(A.DualTransform):
