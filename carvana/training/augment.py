@@ -8,8 +8,8 @@ Resize happened once, at load time; what is left runs on small arrays.
 from typing import Any
 
 import albumentations as A
-import numpy as np
 import cv2
+import numpy as np
 from albumentations.pytorch import ToTensorV2
 
 from carvana.core.params import AugmentParams
