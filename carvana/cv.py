@@ -46,6 +46,9 @@ BEFORE_PARAMS = {
     "train.augment.colour_p": "0.0",
     "train.augment.repaint_p": "0.0",
     "train.augment.repaint_feather": "0.0",
+    "train.augment.shift_scale_p": "0.0",
+    "train.augment.scale_limit": "0.0",
+    "train.augment.shift_limit": "0.0",
     "train.keep": "best",
 }
 

@@ -1,3 +1,5 @@
+import subprocess
+import sys
 import time
 
 import mlflow
@@ -89,6 +91,25 @@ def test_missing_run_starts_a_new_one_tagged_with_its_origin(repo):
     tags = mlflow.get_run(run.info.run_id).data.tags
     assert tags["origin_run_id"] == "0123456789abcdef0123456789abcdef"
     assert tags["stage"] == "evaluate"
+
+
+EXIT_WITH_A_RUNNING_RUN = """
+import mlflow
+from carvana.tracking.runs import training_run
+with training_run({"train.lr": 0.1}) as run:
+    pass
+mlflow.tracking.MlflowClient().update_run(run.info.run_id, "RUNNING")  # as if a stop signal cut its end short
+mlflow.set_tracking_uri(None)  # MLflow's default store: an mlflow.db in the working directory
+print(run.info.run_id)
+"""
+
+
+def test_a_run_left_running_is_ended_at_exit_in_its_own_store(repo):
+    started = subprocess.run([sys.executable, "-c", EXIT_WITH_A_RUNNING_RUN], capture_output=True, text=True, cwd=repo)
+    assert started.returncode == 0, started.stderr
+    store.setup()
+    assert mlflow.get_run(started.stdout.split()[-1]).info.status == "KILLED"
+    assert not (repo / "mlflow.db").exists()
 
 
 def test_a_deleted_run_is_treated_as_a_missing_one(repo):

@@ -76,10 +76,11 @@ def active_run(**start_run_args: Any) -> Iterator[Run]:
     """mlflow.start_run that ends the run KILLED when the stage is stopped by a signal and FAILED on an error.
 
     A stop signal can also land while the run is being ended (under torchrun, a failing process gets stopped as it
-    fails), cutting that short: then the run is ended as the process exits.
+    fails), cutting that short: then the run is ended as the process exits, in the store it was started in (by then
+    MLflow's global URI may say another, or none: its default, an `mlflow.db` in the working directory).
     """
     with mlflow.start_run(**start_run_args) as run:
-        atexit.register(end_if_running, run.info.run_id)
+        atexit.register(end_if_running, run.info.run_id, mlflow.get_tracking_uri())
         try:
             yield run
         except BaseException as error:
@@ -88,16 +89,17 @@ def active_run(**start_run_args: Any) -> Iterator[Run]:
             raise
 
 
-def end_if_running(run_id: str) -> None:
+def end_if_running(run_id: str, tracking_uri: str) -> None:
     with contextlib.suppress(Exception):
-        if mlflow.get_run(run_id).info.status == "RUNNING":
-            MlflowClient().set_terminated(run_id, "KILLED")
+        client = MlflowClient(tracking_uri)
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, "KILLED")
 
 
 def end_abandoned(run_id: str) -> None:
     """Mark the run of an interrupted training that will never be resumed as KILLED, if it still says RUNNING."""
     setup()
-    end_if_running(run_id)
+    end_if_running(run_id, mlflow.get_tracking_uri())
 
 
 def run_exists(run_id: str) -> bool:
