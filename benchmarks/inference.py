@@ -33,7 +33,7 @@ from carvana.inference.engine import predict
 from carvana.inference.learned_edges import KEY as REFINER
 from carvana.inference.photos import Photo
 from carvana.inference.refine import refinement
-from carvana.inference.segmenter import FlipAveraged, Segmenter, TorchSegmenter
+from carvana.inference.segmenter import Segmenter, TorchSegmenter, with_tta
 from carvana.inference.writers import MaskGifs
 from carvana.model.checkpoint import load_checkpoint, save_checkpoint
 from carvana.model.refiner import EdgeRefiner, refiner_config
@@ -126,7 +126,7 @@ def measure_served(
 def served_masks(photos: list[Photo], segmenter: Segmenter, settings: InferenceParams, out: Path) -> Callable[[], int]:
     """predict --masks on the photos as `settings` say (threshold, TTA, learned and guided refinement): the number of
     masks it wrote to `out`."""
-    segmenter = FlipAveraged(segmenter) if settings.tta else segmenter
+    segmenter = with_tta(segmenter, settings.tta)
     refined = refinement(settings, segmenter.edge_refiner)
     threads = os.cpu_count() or 1
     return lambda: sum(

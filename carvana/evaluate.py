@@ -32,7 +32,7 @@ from carvana.inference.learned_edges import KEY as REFINER
 from carvana.inference.refine import refinement
 from carvana.inference.repaint_check import repainted_dice
 from carvana.inference.scoring import FullResScores, spread
-from carvana.inference.segmenter import FlipAveraged, Segmenter, TorchSegmenter
+from carvana.inference.segmenter import Segmenter, TorchSegmenter, with_tta
 from carvana.inference.settings import KEY
 from carvana.inference.writers import Submission
 from carvana.model.allocator import keep_freed_memory
@@ -105,7 +105,7 @@ def scored_model(settings: InferenceParams) -> dict[str, Any]:
 def load_segmenter(model: dict[str, Any], params: Params) -> Segmenter:
     """The scored model (best.pt with the refiner), run as `inference` says (mirror TTA or not)."""
     segmenter = TorchSegmenter(checkpoint_path("best.pt"), resolve_device("auto"), params.evaluate.batch_size, model)
-    return FlipAveraged(segmenter) if params.inference.tta else segmenter
+    return with_tta(segmenter, params.inference.tta)
 
 
 def score(segmenter: Segmenter, val: Prepared, params: Params) -> Scores:

@@ -44,7 +44,7 @@ from carvana.inference.quantize import (
 )
 from carvana.inference.references import default_reference, local_file, trained_by
 from carvana.inference.scoring import spread
-from carvana.inference.segmenter import FlipAveraged, Segmenter, TorchSegmenter
+from carvana.inference.segmenter import Segmenter, TorchSegmenter, with_tta
 from carvana.inference.settings import recorded
 from carvana.model.checkpoint import load_checkpoint
 from carvana.training.refiner_tiles import sample_tiles
@@ -144,7 +144,7 @@ def edge_tiles(checkpoint: Path, settings: InferenceParams, train: Prepared, siz
     """Tiles along the coarse mask's edge of some train photos at full resolution, with the probabilities the
     learned boundary refiner is given there (TTA as `settings` say): what its INT8 ranges are calibrated on."""
     coarse = TorchSegmenter(checkpoint, batch_size=GATE_BATCH)
-    segmenter = FlipAveraged(coarse) if settings.tta else coarse
+    segmenter = with_tta(coarse, settings.tta)
     picked = spread(CALIBRATION_TILE_PHOTOS, len(train.ids))
     images = sampled(train.images[picked], size, len(picked))
     with tempfile.TemporaryDirectory(prefix="carvana-tiles-") as scratch:

@@ -30,7 +30,7 @@ from carvana.inference import rle
 from carvana.inference.engine import predict
 from carvana.inference.photos import find_photos
 from carvana.inference.refine import refinement
-from carvana.inference.segmenter import FlipAveraged, TorchSegmenter
+from carvana.inference.segmenter import TorchSegmenter, with_tta
 from carvana.inference.writers import PerPhoto, Prediction
 from carvana.model.allocator import keep_freed_memory
 from carvana.model.device import resolve_device
@@ -80,7 +80,7 @@ def render_folder(folder: Path, cfg: RenderMasksParams) -> dict[str, float | Non
         raise CarvanaError(f"params: `render_masks.images` is {cfg.images!r} ({path}), which is not a folder of photos")
     segmenter = TorchSegmenter(scored_model_path(), resolve_device("auto"))
     settings = segmenter.settings
-    segmenter = FlipAveraged(segmenter) if settings.tta else segmenter
+    segmenter = with_tta(segmenter, settings.tta)
     writers = [Overlays(folder, cfg.overlay_width)]
     outcomes = predict(
         find_photos([str(path)]),

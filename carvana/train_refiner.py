@@ -21,7 +21,7 @@ from carvana.core.errors import run_main
 from carvana.core.outputs import checkpoint_path, load_prepared, read_run_id, refiner_path, stage_dir
 from carvana.core.params import TrainRefinerParams, flatten, load_params
 from carvana.inference.learned_edges import KEY, TileProbabilities
-from carvana.inference.segmenter import FlipAveraged, TorchSegmenter
+from carvana.inference.segmenter import TorchSegmenter, with_tta
 from carvana.model.allocator import keep_freed_memory
 from carvana.model.checkpoint import save_checkpoint
 from carvana.model.device import resolve_device
@@ -42,7 +42,7 @@ def main() -> None:
     rng = np.random.default_rng(params.seed)
     device = resolve_device(params.train.device)
     coarse = TorchSegmenter(checkpoint_path("best.pt"), device, params.evaluate.batch_size)
-    segmenter = FlipAveraged(coarse) if params.inference.tta else coarse  # the probabilities it will refine
+    segmenter = with_tta(coarse, params.inference.tta)  # the probabilities it will refine
     train = load_prepared("train")
     started = time.perf_counter()
     config = refiner_config(cfg.width)

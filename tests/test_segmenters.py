@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from carvana.inference.refine import guided
-from carvana.inference.segmenter import Ensemble, FlipAveraged, upsample
+from carvana.inference.segmenter import Ensemble, FlipAveraged, upsample, with_tta
 from carvana.inference.settings import UNRECORDED
 
 
@@ -32,6 +32,15 @@ def test_flip_averaging_is_the_mean_with_the_mirror_image():
     plain = Brightness((8, 12)).probabilities(images)
     mirrored = Brightness((8, 12)).probabilities(images[:, :, ::-1])[:, :, ::-1]
     assert np.allclose(FlipAveraged(Brightness((8, 12))).probabilities(images), (plain + mirrored) / 2)
+
+
+def test_tta_mirrors_only_when_the_settings_ask():
+    images = photos(2, (8, 12))
+    model = Brightness((8, 12))
+    assert with_tta(model, False) is model
+    mirroring = with_tta(model, True)
+    assert isinstance(mirroring, FlipAveraged) and mirroring.segmenter is model
+    assert not np.allclose(mirroring.probabilities(images), model.probabilities(images))
 
 
 def test_an_ensemble_averages_models_of_any_size_at_the_largest():

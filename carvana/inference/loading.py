@@ -11,7 +11,7 @@ from carvana.inference.fastest import fastest
 from carvana.inference.onnx_backend import OnnxSegmenter
 from carvana.inference.openvino_backend import OpenVinoSegmenter
 from carvana.inference.references import local_file
-from carvana.inference.segmenter import Ensemble, FlipAveraged, Segmenter, TorchSegmenter
+from carvana.inference.segmenter import Ensemble, Segmenter, TorchSegmenter, with_tta
 from carvana.inference.settings import METADATA, overridden
 from carvana.model.device import resolve_device
 
@@ -34,7 +34,7 @@ class ModelChoice:
         segmenter = models[0] if len(models) == 1 else Ensemble(models)
         given = {name: getattr(self, name) for name in METADATA}
         settings = overridden(segmenter.settings, **given)
-        return (FlipAveraged(segmenter) if settings.tta else segmenter), settings
+        return with_tta(segmenter, settings.tta), settings
 
     def load_one(self, reference: str) -> Segmenter:
         path = local_file(reference)

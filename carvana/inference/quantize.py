@@ -26,7 +26,7 @@ from carvana.data.resize import resize_photo
 from carvana.inference.onnx_export import INPUT, REFINER_INPUTS, REFINER_KEY, require
 from carvana.inference.refine import refinement
 from carvana.inference.scoring import FullResScores, spread
-from carvana.inference.segmenter import FlipAveraged, Segmenter
+from carvana.inference.segmenter import Segmenter, with_tta
 
 CALIBRATION_PHOTOS = 256  # "a few hundred": more moves the ranges little and costs minutes
 CALIBRATION_BATCH = 8
@@ -140,7 +140,7 @@ def full_res_dice(
 ) -> float:
     """Mean dice of root's photos `ids` at full resolution, as the model is used (`settings`: TTA, refinement);
     `images` are the photos at the segmenter's size."""
-    segmenter = FlipAveraged(segmenter) if settings.tta else segmenter
+    segmenter = with_tta(segmenter, settings.tta)
     scores = FullResScores(root, settings.threshold, refinement(settings, segmenter.edge_refiner))
     for start in range(0, len(ids), batch_size):
         rows = slice(start, start + batch_size)

@@ -87,6 +87,11 @@ class FlipAveraged:
         return (self.segmenter.probabilities(images) + mirrored) / 2
 
 
+def with_tta(segmenter: Segmenter, tta: bool) -> Segmenter:
+    """`segmenter` averaged with its mirror image when `tta` (inference.tta) says so."""
+    return FlipAveraged(segmenter) if tta else segmenter
+
+
 def upsample(probabilities: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(h, w) float32 probabilities -> (height, width), bilinear with half-pixel centres (as torch's
     interpolate with align_corners=False; OpenCV does it several times faster)."""

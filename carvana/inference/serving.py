@@ -32,7 +32,7 @@ from carvana.inference import rle
 from carvana.inference.engine import predict
 from carvana.inference.photos import EncodedPhoto
 from carvana.inference.refine import refinement
-from carvana.inference.segmenter import FlipAveraged, TorchSegmenter
+from carvana.inference.segmenter import TorchSegmenter, with_tta
 from carvana.inference.settings import METADATA, overridden
 from carvana.inference.writers import PerPhoto, Prediction, save_cutout
 from carvana.model.device import resolve_device
@@ -90,7 +90,7 @@ class PhotoSegmenter(mlflow.pyfunc.PythonModel):
             )
         photos = [encoded_photo(row, value) for row, value in model_input[IMAGE].items()]
         answer = Answer(given["cutout"], given["hard"])
-        segmenter = FlipAveraged(self.segmenter) if settings.tta else self.segmenter
+        segmenter = with_tta(self.segmenter, settings.tta)
         try:
             outcomes = list(
                 predict(
