@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from benchmarks.dataset import REPO, photo_size
-from benchmarks.measure import Spread, compare, peak_memory
+from benchmarks.measure import compare, peak_memory
 from benchmarks.recipes import Recipe
-from benchmarks.report import Row, megabytes
+from benchmarks.report import Row
 from carvana.core.params import InferenceParams
 from carvana.data.imageio import mask_image, read_image
 from carvana.data.layout import image_path
@@ -192,11 +192,10 @@ def measure_memory(root: Path, ids: list[str], checkpoint: Path, work: Path, tim
     command = [sys.executable, "-m", "carvana.predict", "--model", str(checkpoint), "--masks", str(work / "memory")]
     base = peak_memory([*command[:3], str(few), *command[3:]], REPO)
     more = peak_memory([*command[:3], str(many), *command[3:]], REPO)
-    return Row(
+    return Row.of_memory(
         f"inference: peak memory of predict --masks over {times * len(ids)} photos vs {len(ids)}",
-        megabytes(more),
-        megabytes(base),
-        Spread.of([more / base]),
+        more,
+        base,
         "≈ 1 (flat)",
     )
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.dataset import REPO
-from benchmarks.measure import POLL_SECONDS, Spread, compare, peak_memory
-from benchmarks.report import Row, megabytes
+from benchmarks.measure import POLL_SECONDS, compare, peak_memory
+from benchmarks.report import Row
 from carvana.data.imageio import read_image, read_mask
 from carvana.data.layout import image_path, mask_path
 from carvana.data.resize import load_pair
@@ -56,11 +56,10 @@ def measure_memory(root: Path, ids: list[str], size: tuple[int, int], work: Path
     out = work / "prepare-memory"
     ours = peak_memory([*python, "prepare", str(root), str(out), str(size[0]), str(size[1]), *ids], REPO)
     baseline = peak_memory([*python, "naive", str(root), *ids], REPO)
-    return Row(
+    return Row.of_memory(
         f"preparation: peak memory of prepare_split vs full-size photos kept in memory ({len(ids)} images)",
-        megabytes(ours),
-        megabytes(baseline),
-        Spread.of([ours / baseline]),
+        ours,
+        baseline,
         "< 1",
     )
 

@@ -32,6 +32,11 @@ class Row:
         ours, baseline = (quantity(side.median, unit) for side in (comparison.ours, comparison.baseline))
         return cls(benchmark, ours, baseline, comparison.ratio, target)
 
+    @classmethod
+    def of_memory(cls, benchmark: str, ours: int, baseline: int, target: str) -> "Row":
+        """A row from two peak memories in bytes, each measured once."""
+        return cls(benchmark, megabytes(ours), megabytes(baseline), Spread.of([ours / baseline]), target)
+
 
 def spread(value: Spread) -> str:
     """`0.967 (0.951–0.982)`: the median and its range over the rounds; one figure when measured once."""

@@ -14,8 +14,8 @@ from pathlib import Path
 import yaml
 
 from benchmarks.dataset import REPO
-from benchmarks.measure import Spread, peak_memory
-from benchmarks.report import Row, megabytes
+from benchmarks.measure import peak_memory
+from benchmarks.report import Row
 from carvana.data.layout import IMAGE_DIR, MASK_DIR, car_of, image_path, mask_path
 from carvana.preset import merged
 
@@ -69,11 +69,10 @@ def measure(root: Path, ids: list[str], work: Path, copies: int = 4, times: int 
     few = run_stages(stage_workspace(root, car, copies, work))
     many = run_stages(stage_workspace(root, car, times * copies, work))
     return [
-        Row(
+        Row.of_memory(
             f"{stage}: peak memory over {times * copies * len(car)} photos vs {copies * len(car)}",
-            megabytes(many[stage]),
-            megabytes(few[stage]),
-            Spread.of([many[stage] / few[stage]]),
+            many[stage],
+            few[stage],
             "≈ 1 (flat)",
         )
         for stage in STAGES
