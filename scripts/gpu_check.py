@@ -20,17 +20,22 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from carvana.core.params import AugmentParams, ModelParams, TrainParams  # noqa: E402
+from carvana.core.params import AugmentParams, InferenceParams, ModelParams, TrainParams  # noqa: E402
 from carvana.inference.engine import predict  # noqa: E402
+from carvana.inference.learned_edges import KEY  # noqa: E402
 from carvana.inference.photos import find_photos  # noqa: E402
-from carvana.inference.segmenter import TorchSegmenter  # noqa: E402
+from carvana.inference.refine import refinement  # noqa: E402
+from carvana.inference.segmenter import Segmenter, TorchSegmenter, with_tta  # noqa: E402
 from carvana.inference.writers import MaskGifs  # noqa: E402
 from carvana.model.checkpoint import save_checkpoint  # noqa: E402
 from carvana.model.device import device_name, memory_format  # noqa: E402
+from carvana.model.refiner import EdgeRefiner, refiner_config  # noqa: E402
 from carvana.model.unet import UNet  # noqa: E402
 from carvana.training.loop import Fit, train_epoch  # noqa: E402
 
 SEED_FEATURES = [64, 128, 256, 512]
+RECIPE = InferenceParams(threshold=0.5, tta=True, refine=0, edge_refiner=True, one_car=True)
+COMPARED = 4  # photos the recipe also runs on the CPU, to compare
 QUICK_FEATURES = [8, 16, 32, 64]  # --quick: the same network, narrower
 
 
@@ -44,9 +49,9 @@ def train_params(precision: str, compile_model: bool, features: list[int]) -> Tr
     )  # fmt: skip
 
 
-def boxes(count: int, size: tuple[int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def boxes(count: int, size: tuple[int, int], device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Bright boxes on noise, a batch the network can learn in a few steps."""
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(seed)
     masks = torch.zeros(count, 1, *size)
     for mask in masks:
         top, left = (int(torch.randint(0, s // 2, (1,), generator=generator)) for s in size)
@@ -62,13 +67,15 @@ def check_training(
     formats: list[str],
     compile_modes: list[tuple[bool, ...]],
     features: list[int],
-) -> bool:
-    ok = True
+) -> tuple[bool, UNet]:
+    """Whether every format and compile mode trained, and the first network trained (bf16 or fp32, not compiled)."""
+    ok, first = True, None
     images, masks = boxes(4, size, device)
     for precision, compiling in zip(formats, compile_modes):
         for compile_model in compiling:
             torch.manual_seed(0)
             model = UNet(features=features).to(device, memory_format=memory_format(device))
+            first = first or model
             fit = Fit.of(model, train_params(precision, compile_model, features), steps, device)
             losses, started = [], time.perf_counter()
             for step in range(steps):
@@ -86,29 +93,80 @@ def check_training(
                 f"{'ok' if good else 'FAILED'}",
                 flush=True,
             )
-    return ok
+    return ok, first
 
 
-def check_inference(device: torch.device, photos: int, size: tuple[int, int], features: list[int], work: Path) -> bool:
-    folder = work / "photos"
+def box_photos(folder: Path, count: int) -> list[np.ndarray]:
+    """`count` 1918x1280 photos of boxes on noise, as the network trained on, in `folder`; their true masks."""
     folder.mkdir()
-    rng = np.random.default_rng(0)
-    for index in range(photos):
-        Image.fromarray(rng.integers(0, 255, (1280, 1918, 3), dtype=np.uint8)).save(folder / f"car_{index:02d}.jpg")
+    truths = []
+    for index in range(count):
+        image, mask = boxes(1, (1280, 1918), torch.device("cpu"), seed=index + 1)
+        photo = (image[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        Image.fromarray(photo).save(folder / f"car_{index:02d}.jpg", quality=95)
+        truths.append(mask[0, 0].numpy() > 0.5)
+    return truths
+
+
+def with_refiner(unet: UNet, size: tuple[int, int], features: list[int], path: Path) -> Path:
+    """A checkpoint of `unet` holding an edge refiner whose output layer is random (a fresh one changes nothing)."""
+    refiner = EdgeRefiner(**refiner_config(16))
+    torch.nn.init.normal_(refiner.head.weight, std=0.5, generator=torch.Generator().manual_seed(0))
     config = {"in_channels": 3, "out_channels": 1, "features": features}
-    checkpoint = work / "seed.pt"
-    save_checkpoint(
-        checkpoint, {"model": UNet(**config).state_dict(), "model_config": config, "image_size": list(size)}
-    )
-    segmenter = TorchSegmenter(checkpoint, device, batch_size=16)
-    started = time.perf_counter()
-    outcomes = list(predict(find_photos([str(folder)]), segmenter, [MaskGifs(work / "masks")], threads=8))
+    state = {name: value.cpu() for name, value in unet.state_dict().items()}
+    refined = {"config": refiner_config(16), "model": refiner.state_dict()}
+    save_checkpoint(path, {"model": state, "model_config": config, "image_size": list(size), KEY: refined})
+    return path
+
+
+def masks_of(folder: Path, count: int) -> list[np.ndarray]:
+    return [np.array(Image.open(folder / f"car_{index:02d}_mask.gif")) > 0 for index in range(count)]
+
+
+def run_predict(name: str, segmenter: Segmenter, photos: Path, masks: Path, settings: InferenceParams | None) -> bool:
+    """`carvana predict`'s path: the photos in `photos`, their masks into `masks`."""
+    refined = refinement(settings, segmenter.edge_refiner) if settings else None
+    runner = with_tta(segmenter, settings.tta) if settings else segmenter
+    count, started = len(list(photos.glob("*.jpg"))), time.perf_counter()
+    outcomes = list(predict(find_photos([str(photos)]), runner, [MaskGifs(masks)], threads=8, refinement=refined))
     seconds = time.perf_counter() - started
-    written = len(list((work / "masks").glob("*_mask.gif")))
-    ok = written == photos and not any(outcome.error for outcome in outcomes)
-    rate = photos / seconds
-    print(f"predict: {written} masks at 1918x1280 in {seconds:.1f} s ({rate:.1f} masks/s): {'ok' if ok else 'FAILED'}")
+    written = len(list(masks.glob("*_mask.gif")))
+    ok = written == count and not any(outcome.error for outcome in outcomes)
+    print(f"predict {name}: {written} masks at 1918x1280 in {seconds:.1f} s ({count / seconds:.1f} masks/s): ", end="")
+    print("ok" if ok else "FAILED", flush=True)
     return ok
+
+
+def check_inference(
+    device: torch.device, count: int, size: tuple[int, int], unet: UNet, features: list[int], work: Path
+) -> bool:
+    """The trained network through predict, plain and as the recommended recipe runs it (mirror TTA, the learned
+    edge refiner, one car kept); off the CPU, the recipe's masks of a few photos must match the CPU's."""
+    truths = box_photos(work / "photos", count)
+    checkpoint = with_refiner(unet, size, features, work / "model.pt")
+    segmenter = TorchSegmenter(checkpoint, device, batch_size=16)
+    ok = run_predict("plain", segmenter, work / "photos", work / "plain", None)
+    ok &= run_predict("recipe", segmenter, work / "photos", work / "recipe", RECIPE)
+    masks = masks_of(work / "recipe", count)
+    dice = np.mean([2 * (m & t).sum() / max(m.sum() + t.sum(), 1) for m, t in zip(masks, truths)])
+    print(f"recipe masks against the boxes: mean dice {dice:.4f}")
+    if device.type == "cpu":
+        return ok
+    few = work / "few"
+    few.mkdir()
+    for index in range(COMPARED):
+        (few / f"car_{index:02d}.jpg").write_bytes((work / "photos" / f"car_{index:02d}.jpg").read_bytes())
+    ok &= run_predict("recipe on the CPU", TorchSegmenter(checkpoint, "cpu"), few, work / "cpu", RECIPE)
+    here, cpu = masks[:COMPARED], masks_of(work / "cpu", COMPARED)
+    agree = np.mean([np.mean(a == b) for a, b in zip(here, cpu)])
+    car = np.mean([m.mean() for m in cpu])
+    same = agree >= 0.999 and 0.05 < car < 0.95
+    print(
+        f"recipe masks, {device.type} against the CPU: {agree:.5f} of pixels agree, car {car:.3f} of the photo: ",
+        end="",
+    )
+    print("ok" if same else "FAILED")
+    return ok and same
 
 
 def main() -> None:
@@ -125,9 +183,9 @@ def main() -> None:
     formats = ["bf16", "fp16"] if device.type == "cuda" else ["fp32", "bf16"]
     # torch.compile with and without, in each format; --quick compiles once (a compile takes ~20 s on 2 cores)
     compile_modes = [(False, True), (False,)] if args.quick else [(False, True), (False, True)]
-    ok = check_training(device, size, steps, formats, compile_modes, features)
+    ok, trained = check_training(device, size, steps, formats, compile_modes, features)
     with tempfile.TemporaryDirectory() as work:
-        ok &= check_inference(device, photos, size, features, Path(work))
+        ok &= check_inference(device, photos, size, trained, features, Path(work))
     if device.type == "cuda":
         print(f"peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
     print("gpu_check: all passed" if ok else "gpu_check: FAILED")

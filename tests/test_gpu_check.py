@@ -1,5 +1,6 @@
 """scripts/gpu_check.py, the GPU code paths' check, run on the CPU as `--device cpu --quick`: the same training steps
-(both number formats, torch.compile on and off: once) and the inference engine, small."""
+(both number formats, torch.compile on and off: once) and the inference engine, plain and as the recommended recipe
+runs it, small."""
 
 import subprocess
 import sys
@@ -20,7 +21,8 @@ def test_gpu_check_passes_on_the_cpu() -> None:
     lines = result.stdout.splitlines()
     assert sum(line.startswith("train ") and line.endswith(": ok") for line in lines) == 3, result.stdout
     assert any(line.startswith("train fp32 compile=True ") for line in lines), result.stdout
-    assert any(line.startswith("predict: 4 masks") for line in lines), result.stdout
+    assert any(line.startswith("predict plain: 4 masks") and line.endswith(": ok") for line in lines), result.stdout
+    assert any(line.startswith("predict recipe: 4 masks") and line.endswith(": ok") for line in lines), result.stdout
     assert lines[-1] == "gpu_check: all passed"
 
 
