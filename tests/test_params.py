@@ -164,6 +164,16 @@ def test_the_long_preset_is_the_sharp_recipe_for_66_epochs(params_file):
     assert long - sharp == {"train.epochs=66"}
 
 
+def test_the_mid_preset_is_the_lean_recipe_at_320x480_for_95_epochs(params_file):
+    lean = set(set_args(["cpu", "lean"], params_file)[1::2])
+    mid = set(set_args(["cpu", "lean", "mid"], params_file)[1::2])
+    assert lean - mid == {"prepare.image_height=256", "prepare.image_width=384", "train.epochs=50"}
+    assert mid - lean == {"prepare.image_height=320", "prepare.image_width=480", "train.epochs=95"}
+    assert set(set_args(["cpu", "lean", "sharp", "long", "mid"], params_file)) == set(
+        set_args(["cpu", "lean", "mid"], params_file)
+    )
+
+
 def test_parse_rejects_non_mapping():
     with pytest.raises(CarvanaError, match="must be a mapping"):
         parse([1, 2])
