@@ -3,9 +3,10 @@
 On a CUDA machine (torch alone is enough, with pydantic carried for the params schema): a few training steps of
 the seed network (the tutorial's 64-128-256-512 U-Net) at 640x960 through the project's own Fit and train_epoch,
 in bf16 and in fp16 with a GradScaler, channels_last, with and without torch.compile; the loss must fall and stay
-finite. Then the inference engine (the path of `carvana predict`) on 64 synthetic 1918x1280 photos. Prints the
-images/s of each, and exits non-zero when a check fails. `--device cpu --quick` runs the same code on the CPU,
-small, in seconds (what the tests do).
+finite. Then the trained network through the inference engine (the path of `carvana predict`) on 64 synthetic
+1918x1280 photos, plain and as the recommended recipe runs it (mirror TTA, a learned edge refiner, one car kept), the
+recipe's masks of a few photos compared with the CPU's. Prints the images/s of each, and exits non-zero when a check
+fails. `--device cpu --quick` runs the same code on the CPU, small, in seconds (what the tests do).
 """
 
 import argparse
@@ -75,7 +76,7 @@ def check_training(
         for compile_model in compiling:
             torch.manual_seed(0)
             model = UNet(features=features).to(device, memory_format=memory_format(device))
-            first = first or model
+            first = model if first is None else first
             fit = Fit.of(model, train_params(precision, compile_model, features), steps, device)
             losses, started = [], time.perf_counter()
             for step in range(steps):
