@@ -30,6 +30,7 @@ from carvana.inference.segmenter import Segmenter, TorchSegmenter, with_tta  # n
 from carvana.inference.writers import MaskGifs  # noqa: E402
 from carvana.model.checkpoint import save_checkpoint  # noqa: E402
 from carvana.model.device import device_name, memory_format  # noqa: E402
+from carvana.model.metrics import per_image_scores  # noqa: E402
 from carvana.model.refiner import EdgeRefiner, refiner_config  # noqa: E402
 from carvana.model.unet import UNet  # noqa: E402
 from carvana.training.loop import Fit, train_epoch  # noqa: E402
@@ -111,11 +112,12 @@ def box_photos(folder: Path, count: int) -> list[np.ndarray]:
 
 def with_refiner(unet: UNet, size: tuple[int, int], features: list[int], path: Path) -> Path:
     """A checkpoint of `unet` holding an edge refiner whose output layer is random (a fresh one changes nothing)."""
-    refiner = EdgeRefiner(**refiner_config(16))
+    edges = refiner_config(16)
+    refiner = EdgeRefiner(**edges)
     torch.nn.init.normal_(refiner.head.weight, std=0.5, generator=torch.Generator().manual_seed(0))
     config = {"in_channels": 3, "out_channels": 1, "features": features}
     state = {name: value.cpu() for name, value in unet.state_dict().items()}
-    refined = {"config": refiner_config(16), "model": refiner.state_dict()}
+    refined = {"config": edges, "model": refiner.state_dict()}
     save_checkpoint(path, {"model": state, "model_config": config, "image_size": list(size), KEY: refined})
     return path
 
@@ -124,12 +126,15 @@ def masks_of(folder: Path, count: int) -> list[np.ndarray]:
     return [np.array(Image.open(folder / f"car_{index:02d}_mask.gif")) > 0 for index in range(count)]
 
 
-def run_predict(name: str, segmenter: Segmenter, photos: Path, masks: Path, settings: InferenceParams | None) -> bool:
-    """`carvana predict`'s path: the photos in `photos`, their masks into `masks`."""
+def run_predict(
+    name: str, segmenter: Segmenter, photos: list[str], masks: Path, settings: InferenceParams | None
+) -> bool:
+    """`carvana predict`'s path: the photos (files or folders) `photos`, their masks into `masks`."""
     refined = refinement(settings, segmenter.edge_refiner) if settings else None
     runner = with_tta(segmenter, settings.tta) if settings else segmenter
-    count, started = len(list(photos.glob("*.jpg"))), time.perf_counter()
-    outcomes = list(predict(find_photos([str(photos)]), runner, [MaskGifs(masks)], threads=8, refinement=refined))
+    found, started = find_photos(photos), time.perf_counter()
+    count = len(found)
+    outcomes = list(predict(found, runner, [MaskGifs(masks)], threads=8, refinement=refined))
     seconds = time.perf_counter() - started
     written = len(list(masks.glob("*_mask.gif")))
     ok = written == count and not any(outcome.error for outcome in outcomes)
@@ -146,17 +151,14 @@ def check_inference(
     truths = box_photos(work / "photos", count)
     checkpoint = with_refiner(unet, size, features, work / "model.pt")
     segmenter = TorchSegmenter(checkpoint, device, batch_size=16)
-    ok = run_predict("plain", segmenter, work / "photos", work / "plain", None)
-    ok &= run_predict("recipe", segmenter, work / "photos", work / "recipe", RECIPE)
+    ok = run_predict("plain", segmenter, [str(work / "photos")], work / "plain", None)
+    ok &= run_predict("recipe", segmenter, [str(work / "photos")], work / "recipe", RECIPE)
     masks = masks_of(work / "recipe", count)
-    dice = np.mean([2 * (m & t).sum() / max(m.sum() + t.sum(), 1) for m, t in zip(masks, truths)])
+    dice = per_image_scores(torch.from_numpy(np.stack(masks)), torch.from_numpy(np.stack(truths)))["dice"].mean()
     print(f"recipe masks against the boxes: mean dice {dice:.4f}")
     if device.type == "cpu":
         return ok
-    few = work / "few"
-    few.mkdir()
-    for index in range(COMPARED):
-        (few / f"car_{index:02d}.jpg").write_bytes((work / "photos" / f"car_{index:02d}.jpg").read_bytes())
+    few = [str(work / "photos" / f"car_{index:02d}.jpg") for index in range(COMPARED)]
     ok &= run_predict("recipe on the CPU", TorchSegmenter(checkpoint, "cpu"), few, work / "cpu", RECIPE)
     here, cpu = masks[:COMPARED], masks_of(work / "cpu", COMPARED)
     agree = np.mean([np.mean(a == b) for a, b in zip(here, cpu)])
